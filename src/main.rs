@@ -1,0 +1,16 @@
+//! `deltaic`: see the crate documentation in lib.rs and README.md.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = deltaic::cli::Cli::parse();
+    deltaic::logging::init(cli.verbose, cli.quiet);
+    match deltaic::cli::execute(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

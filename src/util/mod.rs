@@ -1,0 +1,6 @@
+//! Domain-free helpers, one job per file.
+
+pub mod atomic_file;
+pub mod humanize;
+pub mod lock;
+pub mod process;
