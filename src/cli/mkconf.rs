@@ -1,6 +1,7 @@
 //! `deltaic mkconf`: crontab and sudoers templates (see [`crate::mkconf`]).
 
 use crate::config::Config;
+use anyhow::Context;
 use std::process::ExitCode;
 
 /// Which file to print.
@@ -27,6 +28,25 @@ pub struct Args {
 }
 
 /// Runs `deltaic mkconf`.
-pub fn execute(_config: &Config, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`deltaic mkconf` is not implemented yet")
+pub fn execute(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
+    use crate::mkconf::{Installation, crontab, resolve_tool, sudoers};
+    let program = std::env::current_exe().context("finding the deltaic binary")?;
+    let is_default = std::fs::canonicalize(crate::config::default_path())
+        .is_ok_and(|default| std::fs::canonicalize(&config.path).is_ok_and(|c| c == default));
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string());
+    let inst = Installation {
+        program,
+        config: (!is_default).then(|| config.path.clone()),
+        user,
+        email: args.email,
+        backend: config.settings.snapshot_backend,
+    };
+    let text = match args.template {
+        Template::Crontab => crontab(&inst),
+        Template::Sudoers => sudoers(&inst, resolve_tool),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
