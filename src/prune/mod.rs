@@ -86,7 +86,7 @@ fn delete_record(root: &Path, name: &SnapshotName) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::run::manifest::RunManifest;
     use crate::snapshot::UsageRow;
@@ -94,12 +94,24 @@ mod tests {
     use std::collections::BTreeSet;
     use std::path::PathBuf;
 
-    /// An in-memory backend; removing a name in `failing` fails.
+    /// An in-memory backend for prune tests (here and in `cli/prune.rs`); removing a name in
+    /// `failing` fails, and every `remove` call is recorded in `calls`.
     #[derive(Default)]
-    struct FakeBackend {
-        snapshots: RefCell<BTreeSet<SnapshotName>>,
-        failing: BTreeSet<SnapshotName>,
-        calls: RefCell<Vec<SnapshotName>>,
+    pub(crate) struct FakeBackend {
+        pub(crate) snapshots: RefCell<BTreeSet<SnapshotName>>,
+        pub(crate) failing: BTreeSet<SnapshotName>,
+        pub(crate) calls: RefCell<Vec<SnapshotName>>,
+    }
+
+    impl FakeBackend {
+        /// A backend holding `names`, whose removal of `failing` fails.
+        pub(crate) fn with(names: &[SnapshotName], failing: &[SnapshotName]) -> FakeBackend {
+            FakeBackend {
+                snapshots: RefCell::new(names.iter().copied().collect()),
+                failing: failing.iter().copied().collect(),
+                calls: RefCell::default(),
+            }
+        }
     }
 
     impl SnapshotBackend for FakeBackend {
@@ -140,7 +152,8 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn write_record(root: &Path, snapshot: SnapshotName, complete: bool) {
+    /// Writes the run record of `snapshot` under `root`, as `deltaic run` does.
+    pub(crate) fn write_record(root: &Path, snapshot: SnapshotName, complete: bool) {
         RunManifest {
             version: 1,
             deltaic_version: "test".into(),
@@ -247,8 +260,7 @@ mod tests {
     #[test]
     fn a_plan_without_removals_touches_nothing() {
         let root = tempfile::tempdir().unwrap();
-        let backend = FakeBackend::default();
-        backend.create(&name("20240614-1")).unwrap();
+        let backend = FakeBackend::with(&[name("20240614-1")], &[]);
         let plan = plan(
             &[(name("20240614-1"), false)],
             jiff::civil::date(2024, 6, 15),

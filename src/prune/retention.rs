@@ -153,7 +153,7 @@ impl fmt::Display for KeepRule {
             Pick::Complete => "first complete",
         };
         match self {
-            KeepRule::Oldest => write!(f, "oldest: the oldest snapshot is always kept"),
+            KeepRule::Oldest => write!(f, "oldest: the oldest day is always kept"),
             KeepRule::Recent { days } => {
                 write!(f, "recent: every snapshot of the last {days} days")
             }
@@ -777,7 +777,7 @@ mod tests {
         let text = |d: Decision| d.to_string();
         assert_eq!(
             text(Decision::Keep(KeepRule::Oldest)),
-            "keep oldest: the oldest snapshot is always kept"
+            "keep oldest: the oldest day is always kept"
         );
         assert_eq!(
             text(Decision::Keep(KeepRule::Recent { days: 14 })),
