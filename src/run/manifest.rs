@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 /// Environment variable naming the file where a unit child writes its [`UnitReport`].
 pub const UNIT_REPORT_ENV: &str = "DELTAIC_UNIT_REPORT";
 
+/// The format version [`RunManifest::version`] is written with.
+pub const MANIFEST_VERSION: u32 = 1;
+
 /// How a unit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
