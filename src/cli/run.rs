@@ -37,10 +37,11 @@ pub struct Args {
     /// Run only these units (e.g. rsync/octopus); may be repeated
     #[arg(long, value_name = "UNIT", num_args = 1..)]
     pub only: Vec<String>,
-    /// Print the units that would run, with their command lines, and exit
+    /// Print the units that would run, with their command lines, and exit (no lock, no writes;
+    /// exit 1 if a source cannot be planned)
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the run summary as JSON on stdout
+    /// Print the run manifest as JSON on stdout, instead of the Starting/Ending lines
     #[arg(long)]
     pub json: bool,
 }

@@ -356,25 +356,20 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
 /// Reads and removes the report a child wrote; a missing report is an empty one, and an
 /// unreadable one becomes a warning in the report.
 fn take_report(path: &Path) -> UnitReport {
-    let report = match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|err| UnitReport {
-            warnings: vec![format!(
-                "the unit's report {} is unreadable: {err}",
-                path.display()
-            )],
-            ..UnitReport::default()
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => UnitReport::default(),
-        Err(err) => UnitReport {
-            warnings: vec![format!(
-                "the unit's report {} is unreadable: {err}",
-                path.display()
-            )],
-            ..UnitReport::default()
-        },
-    };
+    let read = fs::read(path);
     let _ = fs::remove_file(path);
-    report
+    let parsed = match read {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return UnitReport::default(),
+        Err(e) => Err(e.to_string()),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+    };
+    parsed.unwrap_or_else(|err| UnitReport {
+        warnings: vec![format!(
+            "the unit's report {} is unreadable: {err}",
+            path.display()
+        )],
+        ..UnitReport::default()
+    })
 }
 
 #[cfg(test)]
@@ -645,17 +640,14 @@ mod tests {
             ready.display()
         ));
         let limits = Limits {
-            timeout: Some(Duration::from_millis(500)),
+            timeout: Some(Duration::from_secs(2)),
             grace: Duration::from_millis(500),
         };
         let stop = AtomicBool::new(false);
         let done = run_in_group(&mut cmd, &limits, &stop).unwrap();
         assert!(ready.exists());
         assert_eq!(done.end, ChildEnd::Signaled(9));
-        assert_eq!(
-            done.killed,
-            Some(Killed::TimedOut(Duration::from_millis(500)))
-        );
+        assert_eq!(done.killed, Some(Killed::TimedOut(Duration::from_secs(2))));
     }
 
     #[test]

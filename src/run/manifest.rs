@@ -120,7 +120,8 @@ pub fn record_path(root: &Path, name: &SnapshotName) -> PathBuf {
 impl RunManifest {
     /// Writes the manifest as the latest run and as the record of its snapshot (if any).
     pub fn write(&self, root: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_vec_pretty(self)?;
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
         let latest = state_dir(root).join("manifest.json");
         atomic_file::write(&latest, &json)
             .with_context(|| format!("writing run manifest {}", latest.display()))?;
