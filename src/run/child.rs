@@ -294,13 +294,14 @@ impl UnitRunner for ChildRunner<'_> {
     fn run(&self, unit: &Unit, started: &ZonedDateTime) -> anyhow::Result<UnitOutcome> {
         let argv = self.command.argv(unit);
         let command = self.command.display(unit);
+        let report_path = self.report_path(unit);
+        remove_if_present(&report_path)?;
         let mut log = UnitLog::open(&self.root, &unit.root, started.date())?;
-        log.write_both(&header(started, &command))?;
         let (out, err) = log
             .child_stdio()
             .with_context(|| format!("duplicating {}", log.out_path.display()))?;
-        let report_path = self.report_path(unit);
-        remove_if_present(&report_path)?;
+        log.write_both(&header(started, &command))?;
+        tracing::debug!("running {command}");
 
         let mut cmd = process::command(&argv[0], &argv[1..]);
         cmd.env_clear()
