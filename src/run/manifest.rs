@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 /// Environment variable naming the file where a unit child writes its [`UnitReport`].
 pub const UNIT_REPORT_ENV: &str = "DELTAIC_UNIT_REPORT";
 
+/// The format version [`RunManifest::version`] is written with.
+pub const MANIFEST_VERSION: u32 = 1;
+
 /// How a unit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -117,7 +120,8 @@ pub fn record_path(root: &Path, name: &SnapshotName) -> PathBuf {
 impl RunManifest {
     /// Writes the manifest as the latest run and as the record of its snapshot (if any).
     pub fn write(&self, root: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_vec_pretty(self)?;
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
         let latest = state_dir(root).join("manifest.json");
         atomic_file::write(&latest, &json)
             .with_context(|| format!("writing run manifest {}", latest.display()))?;

@@ -1,3 +1,5 @@
-//! The one integration-test binary: each module runs the real `deltaic` binary for one area.
+//! The integration tests: one binary (fast to link on 2 cores), one module per area, each
+//! running the real `deltaic` binary.
 
 mod prune;
+mod run;

@@ -1,0 +1,452 @@
+//! `deltaic run` end to end, with the real binary and real child processes.
+//!
+//! The rsync hosts are unresolvable (`*.invalid`, RFC 6761) and `DELTAIC_SSH=false`, so every
+//! unit fails fast whatever the rsync source does: these tests are about the driver (lines,
+//! logs, manifest, lock, selection), not about rsync.
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temp directory with ROOT and a config with two rsync hosts.
+struct RunEnv {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl RunEnv {
+    fn new() -> RunEnv {
+        let env = RunEnv::without_config();
+        fs::write(env.config_path(), env.config_text("")).unwrap();
+        env
+    }
+
+    fn without_config() -> RunEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("backup");
+        fs::create_dir(&root).unwrap();
+        RunEnv { dir, root }
+    }
+
+    /// The config: two rsync hosts, two workers, no scrubs, plus `extra` settings lines.
+    fn config_text(&self, extra: &str) -> String {
+        format!(
+            "settings:\n  root: {}\n  snapshot-backend: dir\n  snapshot-dir: {}\n  rsync-workers: 2\n  \
+             rsync-scrub-probability: 0\n{extra}rsync:\n  host1.invalid:\n    mounts: [/etc]\n  \
+             host2.invalid:\n    mounts: [/etc]\n",
+            self.root.display(),
+            self.dir.path().join("snapshots").display()
+        )
+    }
+
+    /// `deltaic -c deltaic.conf ARGS`, run from the temp directory (a relative config path, so
+    /// the children's absolute `-c` is tested too).
+    fn deltaic(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        cargo_bin_cmd!("deltaic")
+            .current_dir(self.dir.path())
+            .env("DELTAIC_ALLOW_ROOT", "1")
+            .env("DELTAIC_SSH", "false")
+            .env_remove("DELTAIC_LOG")
+            .args(["-c", "deltaic.conf"])
+            .args(args)
+            .assert()
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("deltaic.conf")
+    }
+
+    /// The argv the driver shows for `host`'s unit.
+    fn child_command(&self, host: &str) -> String {
+        let exe = assert_cmd::cargo::cargo_bin!("deltaic");
+        let allow_root = if rustix::process::geteuid().is_root() {
+            " --allow-root"
+        } else {
+            ""
+        };
+        format!(
+            "{} -c {}{allow_root} rsync backup {host}",
+            exe.display(),
+            self.config_path().display()
+        )
+    }
+
+    fn manifest(&self) -> serde_json::Value {
+        let text = fs::read_to_string(self.root.join(".deltaic/manifest.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+fn output(assert: &assert_cmd::assert::Assert) -> (String, String) {
+    let out = assert.get_output();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// True for `YYYY-MM-DD HH:MM:SS <word> <rest>`.
+fn is_timestamped(line: &str, word_and_rest: &str) -> bool {
+    let (stamp, rest) = line.split_at_checked(19).unwrap_or(("", ""));
+    stamp.len() == 19
+        && jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", stamp).is_ok()
+        && rest == format!(" {word_and_rest}")
+}
+
+/// The `.out` and `.err` logs of a unit: exactly one pair, named after today.
+fn unit_logs(root: &Path, unit: &str) -> (String, String) {
+    let dir = root.join("Logs").join(unit);
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let day = names[0].strip_suffix(".err").unwrap();
+    assert!(
+        day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit()),
+        "{names:?}"
+    );
+    assert_eq!(names[1], format!("{day}.out"));
+    (
+        fs::read_to_string(dir.join(&names[1])).unwrap(),
+        fs::read_to_string(dir.join(&names[0])).unwrap(),
+    )
+}
+
+#[test]
+fn failing_units_are_all_attempted_logged_mailed_and_recorded_as_partial() {
+    let env = RunEnv::new();
+    let assert = env.deltaic(&["run", "--no-snapshot"]).code(1);
+    let (stdout, stderr) = output(&assert);
+
+    // stdout: Starting and Ending for both units (§4.4 steps 3 and 9).
+    for unit in ["rsync/host1", "rsync/host2"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| is_timestamped(l, &format!("Starting {unit}"))),
+            "{stdout}"
+        );
+        assert!(
+            stdout
+                .lines()
+                .any(|l| is_timestamped(l, &format!("Ending   {unit}"))),
+            "{stdout}"
+        );
+    }
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+
+    // stderr: a Failed block per unit: the time, the argv, the indented excerpt (§4.4 step 8).
+    for host in ["host1", "host2"] {
+        let lines: Vec<&str> = stderr.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| is_timestamped(l, &format!("Failed:  rsync/{host}")))
+            .unwrap_or_else(|| panic!("no Failed block for {host}: {stderr}"));
+        assert_eq!(
+            lines[at + 1],
+            format!("   {}", env.child_command(&format!("{host}.invalid")))
+        );
+        let excerpt: Vec<&str> = lines[at + 2..]
+            .iter()
+            .take_while(|l| l.starts_with("   "))
+            .copied()
+            .collect();
+        assert!(
+            excerpt
+                .iter()
+                .any(|l| l.starts_with("   # Task exited with status ")),
+            "{stderr}"
+        );
+        assert!(
+            excerpt.last().unwrap().starts_with("   # Ending task at "),
+            "{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("deltaic run: 2 of 2 units failed (rsync/host1, rsync/host2)"),
+        "{stderr}"
+    );
+
+    // Logs with the original's header and footer (§4.4 steps 5 and 7).
+    for host in ["host1", "host2"] {
+        let (out, err) = unit_logs(&env.root, &format!("rsync/{host}"));
+        for log in [&out, &err] {
+            let lines: Vec<&str> = log.lines().collect();
+            let start = lines[0]
+                .strip_prefix("# Starting task at ")
+                .unwrap_or_else(|| panic!("{log}"));
+            assert!(
+                is_timestamped(&format!("{start} Starting x"), "Starting x"),
+                "{log}"
+            );
+            assert_eq!(
+                lines[1],
+                format!("# {}", env.child_command(&format!("{host}.invalid")))
+            );
+            assert!(log.contains("# Task exited with status "), "{log}");
+            assert!(log.ends_with("\n\n"), "{log:?}");
+        }
+    }
+
+    // The manifest: partial, both units failed, no snapshot.
+    let manifest = env.manifest();
+    assert_eq!(manifest["complete"], false);
+    assert!(manifest.get("snapshot").is_none(), "{manifest}");
+    let units = manifest["units"].as_array().unwrap();
+    let names: Vec<&str> = units.iter().map(|u| u["unit"].as_str().unwrap()).collect();
+    assert_eq!(names, ["rsync/host1", "rsync/host2"]);
+    for unit in units {
+        assert_eq!(unit["status"], "failed");
+        assert!(unit["exit_code"].as_i64().unwrap() != 0, "{unit}");
+    }
+    assert!(manifest["started"].as_str().unwrap() <= manifest["finished"].as_str().unwrap());
+    // The report directory is cleaned up.
+    assert!(!env.root.join(".deltaic/unit-reports").exists());
+}
+
+#[test]
+fn json_prints_the_manifest_on_stdout() {
+    let env = RunEnv::new();
+    let assert = env.deltaic(&["run", "-S", "--json"]).code(1);
+    let (stdout, _) = output(&assert);
+    let printed: serde_json::Value =
+        serde_json::from_str(&stdout).expect("stdout is only the JSON manifest");
+    assert_eq!(printed, env.manifest());
+}
+
+#[test]
+fn dry_run_prints_each_unit_with_its_command_and_touches_nothing() {
+    let env = RunEnv::new();
+    let assert = env.deltaic(&["run", "--dry-run"]).success();
+    let (stdout, _) = output(&assert);
+    assert_eq!(
+        stdout,
+        format!(
+            "rsync/host1: {}\nrsync/host2: {}\n",
+            env.child_command("host1.invalid"),
+            env.child_command("host2.invalid")
+        )
+    );
+    assert_eq!(
+        fs::read_dir(&env.root).unwrap().count(),
+        0,
+        "dry run wrote into ROOT"
+    );
+}
+
+#[test]
+fn only_runs_the_named_units() {
+    let env = RunEnv::new();
+    let assert = env.deltaic(&["run", "-S", "--only", "rsync/host2"]).code(1);
+    let (stdout, _) = output(&assert);
+    assert!(
+        stdout.contains("Starting rsync/host2") && !stdout.contains("host1"),
+        "{stdout}"
+    );
+    assert!(!env.root.join("Logs/rsync/host1").exists());
+    let units = env.manifest()["units"].as_array().unwrap().clone();
+    assert_eq!(units.len(), 1);
+    assert_eq!(units[0]["unit"], "rsync/host2");
+}
+
+#[test]
+fn only_with_an_unknown_unit_lists_the_valid_ones_and_runs_nothing() {
+    let env = RunEnv::new();
+    let assert = env.deltaic(&["run", "-S", "--only", "rsync/nope"]).code(1);
+    let (stdout, stderr) = output(&assert);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("unknown unit `rsync/nope`"), "{stderr}");
+    assert!(
+        stderr.contains("valid units: rsync/host1, rsync/host2"),
+        "{stderr}"
+    );
+    assert!(!env.root.join("Logs").exists());
+}
+
+#[test]
+fn a_second_run_is_refused_while_the_lock_is_held() {
+    let env = RunEnv::new();
+    fs::create_dir(env.root.join(".lock")).unwrap();
+    let held = fs::File::create(env.root.join(".lock/backup")).unwrap();
+    held.try_lock().unwrap();
+    let assert = env.deltaic(&["run", "-S"]).code(1);
+    let (stdout, stderr) = output(&assert);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("another deltaic backup is already running"),
+        "{stderr}"
+    );
+    assert!(
+        !env.root.join("Logs").exists(),
+        "units ran despite the lock"
+    );
+    drop(held);
+}
+
+#[test]
+fn a_missing_root_is_an_error_not_created() {
+    let env = RunEnv::new();
+    fs::remove_dir(&env.root).unwrap();
+    let assert = env.deltaic(&["run", "-S"]).code(1);
+    let (_, stderr) = output(&assert);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(!env.root.exists());
+}
+
+/// Starts `deltaic run -S` with its config in a FIFO: the parent gets the config (written once
+/// here), while every unit child then blocks opening the FIFO, which nobody writes again. That
+/// is a unit that hangs, in the real binary, whatever the rsync source does.
+fn start_hanging_run(env: &RunEnv, extra_settings: &str) -> Child {
+    let fifo = env.config_path();
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let child = Command::new(assert_cmd::cargo::cargo_bin!("deltaic"))
+        .current_dir(env.dir.path())
+        .env("DELTAIC_ALLOW_ROOT", "1")
+        .env("DELTAIC_SSH", "false")
+        .env_remove("DELTAIC_LOG")
+        .args(["-c", "deltaic.conf", "run", "-S"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer
+        .write_all(env.config_text(extra_settings).as_bytes())
+        .unwrap();
+    drop(writer);
+    child
+}
+
+/// Waits (up to 20 s) for `child` to exit and returns its output.
+fn finish(mut child: Child) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("deltaic run did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Processes whose command line mentions `needle` (our temp dir): leftovers of a run.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let state = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = state
+                .rsplit(") ")
+                .next()
+                .is_some_and(|s| s.starts_with('Z'));
+            if cmdline.contains(needle) && !zombie {
+                found.push(format!(
+                    "{}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Waits (up to 10 s) until both unit children run: they are the processes whose command line
+/// names the config in our temp dir (the parent's names it relatively).
+fn wait_for_both_units(env: &RunEnv) {
+    let needle = env.dir.path().display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_mentioning(&needle).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the units never started: {:?}",
+            processes_mentioning(&needle)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn hung_units_are_killed_at_the_unit_timeout() {
+    let env = RunEnv::without_config();
+    let clock = Instant::now();
+    let out = finish(start_hanging_run(&env, "  unit-timeout: 1\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        clock.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        clock.elapsed()
+    );
+    assert!(
+        stderr.contains("2 of 2 units failed (rsync/host1, rsync/host2), 2 of them timed out"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("   # Task timed out after 1 s\n   # Task died on signal 15\n"),
+        "{stderr}"
+    );
+    let units = env.manifest()["units"].as_array().unwrap().clone();
+    assert!(
+        units.iter().all(|u| u["status"] == "timed-out"),
+        "{units:?}"
+    );
+    let (out_log, _) = unit_logs(&env.root, "rsync/host1");
+    assert!(
+        out_log.contains("# Task timed out after 1 s\n# Task died on signal 15\n"),
+        "{out_log}"
+    );
+    assert_eq!(
+        processes_mentioning(&env.dir.path().display().to_string()),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn sigterm_to_the_run_stops_its_units_and_records_a_partial_run() {
+    let env = RunEnv::without_config();
+    let run = start_hanging_run(&env, "");
+    wait_for_both_units(&env);
+    let needle = env.dir.path().display().to_string();
+    assert_eq!(
+        processes_mentioning(&needle).len(),
+        2,
+        "{:?}",
+        processes_mentioning(&needle)
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&run),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let out = finish(run);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: deltaic run was interrupted; no snapshot taken"),
+        "{stderr}"
+    );
+    let manifest = env.manifest();
+    assert_eq!(manifest["complete"], false);
+    assert!(
+        manifest["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["status"] == "failed")
+    );
+    let (_, err_log) = unit_logs(&env.root, "rsync/host2");
+    assert!(
+        err_log.contains("# Task stopped: deltaic run was interrupted\n# Task died on signal 15\n"),
+        "{err_log}"
+    );
+    assert_eq!(processes_mentioning(&needle), Vec::<String>::new());
+}
