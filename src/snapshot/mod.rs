@@ -8,8 +8,11 @@
 
 pub mod btrfs;
 pub mod dir;
+mod fs_usage;
 pub mod lvm;
 mod name;
+mod snapdir;
+pub mod tools;
 
 pub use name::{BadSnapshotName, SnapshotName};
 
@@ -35,8 +38,9 @@ pub enum SnapshotError {
 pub struct UsageRow {
     /// What is measured, e.g. `Free filesystem space`.
     pub label: String,
-    /// Free amount: bytes when `bytes` is true, otherwise a count (inodes).
-    pub free: u64,
+    /// Free amount: bytes when `bytes` is true, otherwise a count (inodes); `None` when unknown
+    /// (an inactive LVM pool, or a filesystem without an inode count such as btrfs).
+    pub free: Option<u64>,
     /// Whether `free` is in bytes (printed humanized) or a count.
     pub bytes: bool,
     /// Percentage free, or `None` when the total is unknown or zero (BUG-14).
@@ -63,6 +67,12 @@ pub trait SnapshotBackend {
     fn mounted(&self) -> Result<Vec<SnapshotName>, SnapshotError>;
     /// Free space figures for `deltaic df`.
     fn usage(&self) -> Result<Vec<UsageRow>, SnapshotError>;
+    /// The name a snapshot taken on `date` should get: one past the highest revision of that
+    /// date among every name that `create` would collide with (for LVM, every LV of the volume
+    /// group, not just the tagged ones: BUG-12 fixed). Use it with [`SnapshotBackend::create`].
+    fn next_name(&self, date: jiff::civil::Date) -> Result<SnapshotName, SnapshotError> {
+        Ok(SnapshotName::next_free(date, &self.list()?))
+    }
 }
 
 /// Opens the backend chosen by `snapshot-backend`.
