@@ -2,7 +2,7 @@
 //! (core-rsync-coda.md §5.5–§5.8). The backends live in [`crate::snapshot`]; this module parses
 //! names, prints, and turns per-snapshot failures into the exit status.
 
-use crate::config::Config;
+use crate::config::{Config, SnapshotBackendKind};
 use crate::run::manifest;
 use crate::snapshot::{self, SnapshotBackend, SnapshotName, UsageRow};
 use crate::util::{humanize, lock};
@@ -189,7 +189,19 @@ pub fn umount(config: &Config, args: UmountArgs) -> anyhow::Result<ExitCode> {
 /// Runs `deltaic snapshot`: takes the backup lock (so it never freezes a run half-way), takes
 /// one snapshot named after today, and prints its name.
 pub fn snapshot(config: &Config, _args: SnapshotArgs) -> anyhow::Result<ExitCode> {
-    let _lock = lock::acquire(config.root(), "backup")?;
+    let root = config.root();
+    if !root.is_dir() {
+        anyhow::bail!(
+            "backup root {} is not a directory; check `root` in {}",
+            root.display(),
+            config.path.display()
+        );
+    }
+    if config.settings.snapshot_backend == SnapshotBackendKind::Lvm {
+        // Never drop a lock directory into the empty mount point of an unmounted LV (§8.1).
+        lock::require_mounted(root)?;
+    }
+    let _lock = lock::acquire(root, "backup")?;
     let backend = snapshot::open(config)?;
     let name = take_snapshot(backend.as_ref(), jiff::ZonedDateTime::now().date())?;
     println!("{name}");

@@ -261,18 +261,24 @@ impl SnapshotBackend for Lvm {
     }
 
     fn create(&self, name: &SnapshotName) -> Result<(), SnapshotError> {
-        if self.lv_names()?.iter().any(|n| *n == name.to_string()) {
-            return Err(SnapshotError::AlreadyExists(*name));
-        }
+        // lvcreate refuses an existing name by itself; only a failure costs a listing, to tell
+        // `AlreadyExists` (any LV of the VG, tagged or not) from other errors.
         let origin = format!("{}/{}", self.vg, self.lv);
         let name_arg = name.to_string();
         let mut cmd = self.tools.sudo([
             "lvcreate", "-s", &origin, "-p", "r", "-n", &name_arg, "--addtag", TAG,
         ]);
-        self.tools
-            .run(&mut cmd)
-            .with_context(|| format!("creating snapshot LV {}", self.lv_path(name)))?;
-        Ok(())
+        match self.tools.run(&mut cmd) {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if self.lv_names().is_ok_and(|names| names.contains(&name_arg)) {
+                    return Err(SnapshotError::AlreadyExists(*name));
+                }
+                Err(anyhow::Error::new(err)
+                    .context(format!("creating snapshot LV {}", self.lv_path(name)))
+                    .into())
+            }
+        }
     }
 
     fn remove(&self, name: &SnapshotName) -> Result<(), SnapshotError> {
@@ -439,23 +445,39 @@ mod tests {
     }
 
     #[test]
-    fn create_checks_the_vg_listing_then_runs_lvcreate() {
+    fn create_runs_lvcreate_and_a_failure_on_an_existing_name_is_already_exists() {
+        const CREATE: &str =
+            "sudo lvcreate -s vg0/backup -p r -n 20240101-1 --addtag backup-snapshot";
         let (lvm, runner, _dir) = backend(|line| match line {
             NAMES => ok("  backup\n  pool\n  20240101-1\n"),
+            CREATE => (5, String::new()), // lvcreate refuses the existing name
             _ => ok(""),
         });
         lvm.create(&name("20240101-2")).unwrap();
         assert_eq!(
             runner.calls(),
-            [
-                NAMES,
-                "sudo lvcreate -s vg0/backup -p r -n 20240101-2 --addtag backup-snapshot"
-            ]
+            ["sudo lvcreate -s vg0/backup -p r -n 20240101-2 --addtag backup-snapshot"]
         );
         assert!(matches!(
             lvm.create(&name("20240101-1")),
             Err(SnapshotError::AlreadyExists(_))
         ));
+        assert_eq!(runner.calls()[1..], [CREATE, NAMES]);
+    }
+
+    #[test]
+    fn a_failed_lvcreate_of_a_new_name_is_an_error_with_its_argv() {
+        let (lvm, _, _dir) = backend(|line| match line {
+            NAMES => ok("  backup\n  pool\n"),
+            _ => (3, String::new()),
+        });
+        let err = lvm.create(&name("20240101-1")).unwrap_err();
+        assert!(matches!(err, SnapshotError::Other(_)), "{err:#}");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("creating snapshot LV vg0/20240101-1") && text.contains("status 3"),
+            "{text}"
+        );
     }
 
     #[test]
