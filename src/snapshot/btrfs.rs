@@ -66,8 +66,8 @@ impl Btrfs {
         }
     }
 
-    /// Checks that ROOT is a subvolume and the snapshot directory is on btrfs.
-    fn check_layout(&self) -> anyhow::Result<()> {
+    /// Checks that ROOT is a btrfs subvolume.
+    fn check_root(&self) -> anyhow::Result<()> {
         let meta = fs::metadata(&self.root)
             .with_context(|| format!("stat backup root {}", self.root.display()))?;
         if !is_btrfs(&self.root)? || !is_subvolume_root(&meta) {
@@ -77,6 +77,11 @@ impl Btrfs {
                 self.root.display()
             );
         }
+        Ok(())
+    }
+
+    /// Checks that the (existing) snapshot directory is on btrfs.
+    fn check_snapdir(&self) -> anyhow::Result<()> {
         if !is_btrfs(&self.snapdir.path)? {
             bail!(
                 "snapshot directory {} is not on btrfs; set snapshot-dir to a directory on the \
@@ -134,8 +139,9 @@ impl SnapshotBackend for Btrfs {
     }
 
     fn create(&self, name: &SnapshotName) -> Result<(), SnapshotError> {
+        self.check_root()?;
         self.snapdir.ensure()?;
-        self.check_layout()?;
+        self.check_snapdir()?;
         if self.snapdir.metadata(name)?.is_some() {
             return Err(SnapshotError::AlreadyExists(*name));
         }
@@ -207,7 +213,10 @@ mod tests {
         );
         assert!(err.contains("is not a btrfs subvolume"), "{err}");
         assert!(runner.calls().is_empty());
-        assert!(backend.list().unwrap().is_empty());
+        assert!(
+            !dir.path().join("snaps").exists(),
+            "nothing is made for a bad root"
+        );
     }
 
     #[test]

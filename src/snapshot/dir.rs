@@ -8,7 +8,7 @@
 //! silence), modes, ownership where permitted, mtimes of files and directories, symlinks, hard
 //! links within ROOT and holes in sparse files (tests/it/snapshot.rs checks each). `ROOT/.lock`
 //! is left out. The copy is then made read-only, synced with `syncfs` and renamed into place,
-//! so a crash or a failure leaves nothing listed (see [`super::snapdir`]).
+//! so a crash or a failure leaves nothing listed (see `snapshot/snapdir.rs`).
 //!
 //! **Read-only by permissions only.** Write bits are cleared on every file and directory of the
 //! snapshot, which stops accidents by the backup user but not root, and means a copy taken out

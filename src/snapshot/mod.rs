@@ -57,11 +57,13 @@ pub trait SnapshotBackend {
     fn list(&self) -> Result<Vec<SnapshotName>, SnapshotError>;
     /// Freezes ROOT as `name`. A failed create leaves nothing listed.
     fn create(&self, name: &SnapshotName) -> Result<(), SnapshotError>;
-    /// Deletes the snapshot `name`.
+    /// Deletes the snapshot `name` (unmounting it first); `NotFound` when there is none.
     fn remove(&self, name: &SnapshotName) -> Result<(), SnapshotError>;
-    /// Makes `name` readable and returns where it can be read.
+    /// Makes `name` readable and returns where it can be read. Idempotent; `NotFound` when
+    /// there is no such snapshot.
     fn mount(&self, name: &SnapshotName) -> Result<PathBuf, SnapshotError>;
-    /// Undoes [`SnapshotBackend::mount`].
+    /// Undoes [`SnapshotBackend::mount`]; harmless when `name` is not mounted, `NotFound` when
+    /// there is no such snapshot.
     fn unmount(&self, name: &SnapshotName) -> Result<(), SnapshotError>;
     /// The snapshots currently mounted by [`SnapshotBackend::mount`] (for `umount -a`).
     fn mounted(&self) -> Result<Vec<SnapshotName>, SnapshotError>;
