@@ -8,8 +8,11 @@
 
 pub mod btrfs;
 pub mod dir;
+mod fs_usage;
 pub mod lvm;
 mod name;
+mod snapdir;
+pub mod tools;
 
 pub use name::{BadSnapshotName, SnapshotName};
 
@@ -35,8 +38,9 @@ pub enum SnapshotError {
 pub struct UsageRow {
     /// What is measured, e.g. `Free filesystem space`.
     pub label: String,
-    /// Free amount: bytes when `bytes` is true, otherwise a count (inodes).
-    pub free: u64,
+    /// Free amount: bytes when `bytes` is true, otherwise a count (inodes); `None` when unknown
+    /// (an inactive LVM pool, or a filesystem without an inode count such as btrfs).
+    pub free: Option<u64>,
     /// Whether `free` is in bytes (printed humanized) or a count.
     pub bytes: bool,
     /// Percentage free, or `None` when the total is unknown or zero (BUG-14).
@@ -53,16 +57,24 @@ pub trait SnapshotBackend {
     fn list(&self) -> Result<Vec<SnapshotName>, SnapshotError>;
     /// Freezes ROOT as `name`. A failed create leaves nothing listed.
     fn create(&self, name: &SnapshotName) -> Result<(), SnapshotError>;
-    /// Deletes the snapshot `name`.
+    /// Deletes the snapshot `name` (unmounting it first); `NotFound` when there is none.
     fn remove(&self, name: &SnapshotName) -> Result<(), SnapshotError>;
-    /// Makes `name` readable and returns where it can be read.
+    /// Makes `name` readable and returns where it can be read. Idempotent; `NotFound` when
+    /// there is no such snapshot.
     fn mount(&self, name: &SnapshotName) -> Result<PathBuf, SnapshotError>;
-    /// Undoes [`SnapshotBackend::mount`].
+    /// Undoes [`SnapshotBackend::mount`]; harmless when `name` is not mounted, `NotFound` when
+    /// there is no such snapshot.
     fn unmount(&self, name: &SnapshotName) -> Result<(), SnapshotError>;
     /// The snapshots currently mounted by [`SnapshotBackend::mount`] (for `umount -a`).
     fn mounted(&self) -> Result<Vec<SnapshotName>, SnapshotError>;
     /// Free space figures for `deltaic df`.
     fn usage(&self) -> Result<Vec<UsageRow>, SnapshotError>;
+    /// The name a snapshot taken on `date` should get: one past the highest revision of that
+    /// date among every name that `create` would collide with (for LVM, every LV of the volume
+    /// group, not just the tagged ones: BUG-12 fixed). Use it with [`SnapshotBackend::create`].
+    fn next_name(&self, date: jiff::civil::Date) -> Result<SnapshotName, SnapshotError> {
+        Ok(SnapshotName::next_free(date, &self.list()?))
+    }
 }
 
 /// Opens the backend chosen by `snapshot-backend`.

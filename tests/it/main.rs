@@ -1,5 +1,7 @@
 //! The integration tests: one binary (fast to link on 2 cores), one module per area, each
-//! running the real `deltaic` binary.
+//! running the real `deltaic` binary. Shared fixtures live in `harness/`.
 
+mod harness;
 mod prune;
 mod run;
+mod snapshot;
