@@ -44,6 +44,26 @@ Examples:
 }
 
 /// Runs a `deltaic rsync` subcommand.
-pub fn execute(_config: &Config, _cmd: RsyncCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the rsync source is not implemented yet")
+pub fn execute(config: &Config, cmd: RsyncCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        RsyncCommand::Backup { scrub, host } => super::backup::run(config, &host, scrub),
+        RsyncCommand::Restore {
+            coda,
+            user,
+            source,
+            host,
+            destdir,
+            rsync_args,
+        } => {
+            let request = super::restore::RestoreRequest {
+                coda,
+                user: &user,
+                source: &source,
+                host: &host,
+                destdir: &destdir,
+                rsync_args: &rsync_args,
+            };
+            super::restore::run(config, &request)
+        }
+    }
 }
