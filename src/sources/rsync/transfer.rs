@@ -1,7 +1,7 @@
 //! Running rsync: the output filter, the exit status, and the ACL/xattr fallback
 //! (core-rsync-coda.md §9.4, §9.5; BUG-22, BUG-23, BUG-24 fixed).
 //!
-//! rsync's stdout goes through [`filter`](super::filter) to our stdout (the unit's `.out` log).
+//! rsync's stdout goes through [`filter`] to our stdout (the unit's `.out` log).
 //! Its stderr is copied to our stderr (the `.err` log) as it arrives, and watched for the
 //! messages a remote rsync prints when it lacks ACL or xattr support.
 //!
