@@ -436,6 +436,27 @@ mod tests {
     }
 
     #[test]
+    fn an_unmounted_root_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let marker = dir.path().join("pre-ran");
+        let text = format!(
+            "settings:\n  root: {}\n  snapshot-backend: btrfs\nrsync:\n  h.example.org:\n    \
+             mounts: [/]\n    local: true\n    pre: 'touch {}'\n",
+            root.display(),
+            marker.display()
+        );
+        let config = Config::from_yaml(&text, Path::new("/c")).unwrap();
+        let err = run(&config, "h.example.org", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not mounted"), "{err}");
+        assert!(!marker.exists());
+        assert!(!root.join(".lock").exists(), "no lock taken either");
+    }
+
+    #[test]
     fn hooks_report_failures_without_their_text() {
         let hooks = Hooks {
             ssh: None,

@@ -40,7 +40,7 @@ pub struct RestoreRequest<'a> {
     /// Directory on the host.
     pub destdir: &'a str,
     /// Extra rsync arguments, appended as given.
-    pub rsync_args: &'a [String],
+    pub rsync_args: &'a [OsString],
 }
 
 /// Runs the restore and returns the exit code (an error when rsync fails).
@@ -87,7 +87,7 @@ pub fn restore_argv(rsync: &str, request: &RestoreRequest<'_>, ssh: Option<&Ssh>
         Some(_) => format!("{}@{}:{destdir}", request.user, request.host).into(),
         None => destdir.into(),
     });
-    argv.extend(request.rsync_args.iter().map(OsString::from));
+    argv.extend(request.rsync_args.iter().cloned());
     argv
 }
 
@@ -122,7 +122,7 @@ mod tests {
         let source = dir.path().join("etc");
         std::fs::create_dir(&source).unwrap();
         let with_slashes = format!("{}//", source.display());
-        let args = vec!["--delete".to_string(), "-n".to_string()];
+        let args = vec![OsString::from("--delete"), OsString::from("-n")];
         let ssh = Ssh::new("ssh".into(), &settings()).unwrap();
         let mut request = RestoreRequest {
             coda: false,

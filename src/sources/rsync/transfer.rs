@@ -41,6 +41,8 @@ pub struct Attempt {
     pub summary: OutputSummary,
     /// Whether its stderr said a side lacks ACL or xattr support.
     pub acl_xattr_unsupported: bool,
+    /// What its stderr said went wrong with ssh, if anything ([`ssh_problem`]).
+    pub ssh_problem: Option<&'static str>,
 }
 
 /// A finished transfer: the last attempt's status, and the figures of all attempts.
@@ -52,6 +54,8 @@ pub struct Transfer {
     pub summary: OutputSummary,
     /// Warnings for the run summary (the fallback).
     pub warnings: Vec<String>,
+    /// What the last attempt's stderr said went wrong with ssh, if anything.
+    pub ssh_problem: Option<&'static str>,
 }
 
 impl Transfer {
@@ -67,7 +71,14 @@ impl Transfer {
         if self.succeeded() {
             return Ok(());
         }
-        anyhow::bail!("rsync {what} failed: {}", describe_status(self.status))
+        let hint = self
+            .ssh_problem
+            .map(|p| format!("; {p}"))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "rsync {what} failed: {}{hint}",
+            describe_status(self.status)
+        )
     }
 }
 
@@ -83,6 +94,7 @@ pub fn run_with_fallback(argv: &[OsString], host: &str) -> anyhow::Result<Transf
             status: first.status,
             summary: first.summary,
             warnings,
+            ssh_problem: first.ssh_problem,
         });
     }
     let warning = format!(
@@ -101,6 +113,7 @@ pub fn run_with_fallback(argv: &[OsString], host: &str) -> anyhow::Result<Transf
         status: second.status,
         summary,
         warnings,
+        ssh_problem: second.ssh_problem,
     })
 }
 
@@ -130,6 +143,36 @@ pub fn says_acl_xattr_unsupported(line: &[u8]) -> bool {
     UNSUPPORTED_PATTERNS.iter().any(|p| line.contains(p))
 }
 
+/// What a line of ssh's stderr says went wrong, as advice for the error message. ssh reports
+/// these before rsync starts; rsync then exits with 255 or, as often, 12.
+pub fn ssh_problem(line: &[u8]) -> Option<&'static str> {
+    const PROBLEMS: [(&str, &str); 4] = [
+        (
+            "Host key verification failed",
+            "ssh refused the host key: the host is not in known_hosts (with \
+             ssh-strict-host-keys: yes) or its key CHANGED; verify the key before updating \
+             known_hosts",
+        ),
+        (
+            "Permission denied (publickey",
+            "ssh authentication failed: the host does not accept the backup user's key",
+        ),
+        (
+            "ssh: Could not resolve hostname",
+            "the host name does not resolve",
+        ),
+        (
+            "ssh: connect to host",
+            "ssh could not connect: the host is down or unreachable",
+        ),
+    ];
+    let line = String::from_utf8_lossy(line);
+    PROBLEMS
+        .iter()
+        .find(|(text, _)| line.contains(text))
+        .map(|(_, advice)| *advice)
+}
+
 /// Prints the command line, runs it once with the output filter, and reports how it ended.
 pub fn run_once(argv: &[OsString]) -> anyhow::Result<Attempt> {
     let (program, args) = argv.split_first().context("empty rsync command line")?;
@@ -145,19 +188,23 @@ pub fn run_once(argv: &[OsString]) -> anyhow::Result<Attempt> {
         .with_context(|| format!("could not start `{}`", program.to_string_lossy()))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let (summary, unsupported) = std::thread::scope(|scope| {
+    let (summary, findings) = std::thread::scope(|scope| {
         let watcher = scope.spawn(move || forward_stderr(stderr));
         let summary = filter_stdout(stdout);
-        let unsupported = watcher.join().unwrap_or(Ok(false));
-        (summary, unsupported)
+        let findings = watcher
+            .join()
+            .unwrap_or_else(|_| Ok(StderrFindings::default()));
+        (summary, findings)
     });
+    let findings = findings.context("reading rsync's error output")?;
     let status = child
         .wait()
         .with_context(|| format!("waiting for `{line}`"))?;
     Ok(Attempt {
         status,
         summary: summary.context("reading rsync's output")?,
-        acl_xattr_unsupported: unsupported.context("reading rsync's error output")?,
+        acl_xattr_unsupported: findings.acl_xattr_unsupported,
+        ssh_problem: findings.ssh_problem,
     })
 }
 
@@ -183,17 +230,24 @@ fn filter_stdout(stdout: impl io::Read) -> io::Result<OutputSummary> {
     Ok(summary)
 }
 
-/// Copies rsync's stderr to ours line by line; returns whether it said ACLs or xattrs are
-/// unsupported.
-fn forward_stderr(stderr: impl io::Read) -> io::Result<bool> {
-    let mut unsupported = false;
+/// What rsync's stderr said.
+#[derive(Debug, Default)]
+struct StderrFindings {
+    acl_xattr_unsupported: bool,
+    ssh_problem: Option<&'static str>,
+}
+
+/// Copies rsync's stderr to ours line by line, noting what it says.
+fn forward_stderr(stderr: impl io::Read) -> io::Result<StderrFindings> {
+    let mut findings = StderrFindings::default();
     let err = io::stderr();
     filter::for_each_line(BufReader::new(stderr), |line| {
-        unsupported |= says_acl_xattr_unsupported(line);
+        findings.acl_xattr_unsupported |= says_acl_xattr_unsupported(line);
+        findings.ssh_problem = findings.ssh_problem.or_else(|| ssh_problem(line));
         let mut err = err.lock();
         let _ = err.write_all(line).and_then(|()| err.write_all(b"\n"));
     })?;
-    Ok(unsupported)
+    Ok(findings)
 }
 
 /// "status N (meaning)" or "killed by signal N", for messages.
@@ -299,6 +353,39 @@ mod tests {
     }
 
     #[test]
+    fn ssh_problems_become_advice() {
+        let advice = |line: &str| ssh_problem(line.as_bytes());
+        assert!(
+            advice("Host key verification failed.")
+                .unwrap()
+                .contains("CHANGED")
+        );
+        assert!(
+            advice("root@h: Permission denied (publickey).")
+                .unwrap()
+                .contains("key")
+        );
+        assert!(advice("ssh: connect to host h port 22: Connection refused").is_some());
+        assert!(advice("ssh: Could not resolve hostname h: Name or service not known").is_some());
+        // A file the remote rsync may not read is not an ssh problem.
+        assert_eq!(
+            advice("rsync: opendir \"/root\" failed: Permission denied (13)"),
+            None
+        );
+        let failed = Transfer {
+            status: ExitStatus::from_raw(12 << 8),
+            summary: OutputSummary::default(),
+            warnings: vec![],
+            ssh_problem: advice("Host key verification failed."),
+        };
+        let err = failed.check("backup of h").unwrap_err().to_string();
+        assert!(
+            err.contains("status 12") && err.contains("ssh refused the host key"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_fallback_removes_only_flags_that_are_present() {
         let full = os(&[
             "rsync",
@@ -341,6 +428,7 @@ mod tests {
         assert!(describe_status(status(255)).contains("ssh failed"));
         assert!(describe_status(ExitStatus::from_raw(9)).contains("signal 9"));
         let ok = |code| Transfer {
+            ssh_problem: None,
             status: status(code),
             summary: OutputSummary::default(),
             warnings: vec![],
