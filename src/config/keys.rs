@@ -74,7 +74,8 @@ pub(super) fn unknown_key_warnings(text: &str, path: &Path) -> Vec<String> {
 }
 
 /// The known key nearest to `key`, if it is close enough to be a likely typo.
-fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+/// Also used for other names typed by hand (host names on the command line).
+pub(crate) fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
         .map(|k| (strsim::jaro_winkler(key, k), *k))

@@ -14,6 +14,7 @@ mod settings;
 mod values;
 
 pub use error::ConfigError;
+pub(crate) use keys::closest as closest_key;
 pub use settings::{HostKeyPolicy, Settings, SnapshotBackendKind};
 pub use values::{Probability, Seconds};
 

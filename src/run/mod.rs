@@ -138,11 +138,11 @@ pub(crate) fn record_and_snapshot(
         }
         Some(Ok(backend)) => backend,
     };
-    let name = match backend.list() {
-        Ok(existing) => SnapshotName::next_free(today, &existing),
+    let name = match backend.next_name(today) {
+        Ok(name) => name,
         Err(err) => {
             outcome.problems.push(format!(
-                "no snapshot taken: cannot list snapshots: {}",
+                "no snapshot taken: cannot choose a snapshot name: {}",
                 describe(&err)
             ));
             return write_manifest(root, outcome);

@@ -10,13 +10,15 @@
 //! is left out. The copy is then made read-only, synced with `syncfs` and renamed into place,
 //! so a crash or a failure leaves nothing listed (see `snapshot/snapdir.rs`).
 //!
-//! **Read-only by permissions only.** Write bits are cleared on every file and directory of the
-//! snapshot, which stops accidents by the backup user but not root, and means a copy taken out
-//! of a snapshot with `cp -a` has no write bits either: `chmod -R u+w` it. Restores with
-//! `deltaic rsync restore` are unaffected where the file's real mode is stored in its
-//! `user.rsync.%stat` xattr (rsync's `--fake-super` reads modes from there). `remove` gives the
-//! directories their owner bits back before deleting. `mount` returns the path; nothing is
-//! mounted.
+//! **Modes are kept exactly; only the snapshot's top directory is made read-only.** Clearing
+//! the write bits of every file would protect a snapshot better against accidents, but it would
+//! also change the data: a restore from the snapshot of a file whose real mode is not recorded
+//! in a `user.rsync.%stat` xattr (files owned by the backup user itself, as in the quickstart)
+//! would come back without its write bits. Fidelity wins: the top directory's write bits are
+//! cleared (no entry can be added or removed there by the backup user), everything below keeps
+//! the live root's modes, and root is stopped by nothing (use btrfs or lvm for hard read-only
+//! snapshots). `remove` gives directories their owner bits back before deleting. `mount`
+//! returns the path; nothing is mounted.
 
 use super::fs_usage::root_and_snapdir_rows;
 use super::snapdir::{SnapDir, rename_noreplace};
@@ -76,13 +78,15 @@ impl DirBackend {
         cmd
     }
 
-    /// Copies ROOT into `temp` and makes the copy read-only and durable.
+    /// Copies ROOT into `temp`, makes its top directory read-only and the copy durable.
     fn build(&self, temp: &Path) -> anyhow::Result<()> {
         self.tools
             .run(&mut self.copy_command(temp))
             .with_context(|| format!("copying {} to {}", self.root.display(), temp.display()))?;
         drop_lock_dir(temp)?;
-        walk(temp, &mut strip_write_bits)?;
+        let meta = fs::symlink_metadata(temp).with_context(|| format!("stat {}", temp.display()))?;
+        strip_write_bits(temp, &meta)
+            .with_context(|| format!("making {} read-only", temp.display()))?;
         self.snapdir.sync_filesystem(temp)
     }
 
@@ -279,12 +283,12 @@ mod tests {
         assert!(!snap.join(".lock").exists());
         assert_eq!(fs::metadata(&snap).unwrap().modified().unwrap(), old);
         assert_eq!(fs::read(snap.join("sub/file")).unwrap(), b"data");
-        for p in [&snap, &snap.join("sub"), &snap.join("sub/file")] {
+        assert_eq!(fs::metadata(&snap).unwrap().mode() & 0o222, 0, "top directory writable");
+        for p in ["sub", "sub/file"] {
             assert_eq!(
-                fs::metadata(p).unwrap().mode() & 0o222,
-                0,
-                "{} writable",
-                p.display()
+                fs::metadata(snap.join(p)).unwrap().mode(),
+                fs::metadata(root.join(p)).unwrap().mode(),
+                "{p}: mode changed by the snapshot"
             );
         }
         assert_eq!(backend.list().unwrap(), [name("20240101-1")]);

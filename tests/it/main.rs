@@ -3,5 +3,6 @@
 
 mod harness;
 mod prune;
+mod rsync;
 mod run;
 mod snapshot;

@@ -23,13 +23,15 @@ pub struct RsyncHost {
     /// Command run on the host after a successful backup.
     #[serde(default)]
     pub post: Option<String>,
-    /// Run `post` even when the backup failed, to undo what `pre` set up (BUG-19).
+    /// Run `post` even when the backup failed, or when `pre` itself failed, to undo what `pre`
+    /// set up (BUG-19). `post` must then cope with a half-done `pre`.
     #[serde(default)]
     pub post_always: bool,
     /// Patterns excluded on this host, after the global `rsync-exclude` ones.
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Back up paths of this machine directly, without ssh (the host name is then only a label).
+    /// Back up paths of this machine directly, without ssh (the host name is then only a label);
+    /// `pre` and `post` run locally with `sh -c`, and the backup root is never copied into itself.
     #[serde(default)]
     pub local: bool,
 }
@@ -60,10 +62,10 @@ pub(crate) fn validate_hosts(config: &Config) -> Result<(), ConfigError> {
         if host.is_empty() || host.starts_with('-') || host.contains(char::is_whitespace) {
             return Err(config.invalid(line, key(""), "not a usable host name"));
         }
-        if let Some(user) = &info.user {
-            if user.is_empty() || user.starts_with('-') || user.contains(['@', ' ', '/']) {
-                return Err(config.invalid(line, key(".user"), format!("`{user}` is not a user name")));
-            }
+        if let Some(user) = &info.user
+            && (user.is_empty() || user.starts_with('-') || user.contains(['@', ' ', '/']))
+        {
+            return Err(config.invalid(line, key(".user"), format!("`{user}` is not a user name")));
         }
         let alias = info.alias(host);
         check_component(alias).map_err(|m| config.invalid(line, key(".alias"), m))?;

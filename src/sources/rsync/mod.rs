@@ -3,9 +3,18 @@
 //! (core-rsync-coda.md §9).
 //!
 //! Layout: `ROOT/rsync/<alias>/<absolute path on the host>` (`-R` keeps full paths).
+//!
+//! Modules: `command` (the clap subcommands), `backup` and `restore` (argv and steps),
+//! [`transfer`] (running rsync: output filter, exit statuses, ACL/xattr fallback), [`filter`]
+//! (parsing rsync's output as bytes) and [`ssh`] (the ssh options, shared with other sources).
 
+mod backup;
 pub mod command;
 mod config;
+pub mod filter;
+mod restore;
+pub mod ssh;
+pub mod transfer;
 
 pub use config::RsyncHost;
 pub(crate) use config::validate_hosts;

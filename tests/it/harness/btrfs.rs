@@ -38,8 +38,8 @@ impl BtrfsLoop {
     /// Makes and mounts a 256 MiB btrfs; `None` after a loud skip when that is impossible here.
     pub fn start() -> Option<BtrfsLoop> {
         let possible = require::root()
-            && require::program("mkfs.btrfs")
-            && require::program("btrfs")
+            && require::program_exists("mkfs.btrfs")
+            && require::program_exists("btrfs")
             && Path::new("/dev/loop-control").exists();
         if !require::service("btrfs on a loop device (root, btrfs-progs)", possible) {
             return None;

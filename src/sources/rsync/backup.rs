@@ -1,0 +1,477 @@
+//! `deltaic rsync backup [--scrub] HOST` (core-rsync-coda.md §9.2).
+//!
+//! Steps: find the host in the config; check the backup filesystem; take the per-host lock
+//! `ROOT/.lock/rsync-<alias>` (a manual run next to the nightly one must not race it); run
+//! `pre`; pull every mount into `ROOT/rsync/<alias>/` with rsync; run `post` after a success,
+//! or always with `post-always` (BUG-19); write the unit report (files, bytes, D6 scrub
+//! mismatches).
+//!
+//! The argv is the original's, in the original's order, with these changes:
+//! * `--partial` is dropped (BUG-20): rsync then writes each file to a temporary name and
+//!   renames it into place only when complete, so an interrupted run never leaves a truncated
+//!   file where the good copy was; the next run re-sends the file, using the old copy as its
+//!   delta basis. (`--inplace` is not an option: with `-H` it writes new data through hard links
+//!   of the backup, so breaking a link on the host corrupts the other names of the file.
+//!   `--partial-dir` is not either: `--delete-excluded` deletes the partial directory before
+//!   the transfer can resume from it.)
+//! * `--timeout=<rsync-timeout>` when non-zero and `--bwlimit=<rsync-bwlimit>` when set, after
+//!   `--stats`;
+//! * `--rsh` carries the ssh options of [`Ssh`] (never `StrictHostKeyChecking=no`);
+//! * `local: true` hosts: no `--rsh`, the mounts are local paths, `-M--fake-super` replaces
+//!   `--fake-super` (rsync would otherwise also read `user.rsync.*` xattrs on the source side of
+//!   a local copy), the backup root and snapshot directory are excluded (no backup of the
+//!   backup), and `pre`/`post` run with `sh -c`.
+
+use super::config::RsyncHost;
+use super::ssh::Ssh;
+use super::transfer::{self, Transfer};
+use crate::config::{Config, Settings, SnapshotBackendKind};
+use crate::run::manifest::UnitReport;
+use crate::util::{lock, process};
+use anyhow::{Context, bail};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+
+/// Scrub mismatches logged one by one; beyond this, only the count.
+const MAX_LOGGED_MISMATCHES: usize = 100;
+
+/// Runs `deltaic rsync backup [--scrub] HOST`.
+pub fn run(config: &Config, host: &str, scrub: bool) -> anyhow::Result<ExitCode> {
+    let info = find_host(config, host)?;
+    let alias = info.alias(host);
+    require_backup_filesystem(config)?;
+    let _lock = lock::acquire(config.root(), &format!("rsync-{alias}"))?;
+    let ssh = if info.local {
+        None
+    } else {
+        Some(Ssh::from_settings(&config.settings)?)
+    };
+    let dest = config.root().join("rsync").join(alias);
+    let argv = backup_argv(&config.settings, host, info, &dest, ssh.as_ref(), scrub);
+    let hooks = Hooks {
+        ssh: ssh.as_ref(),
+        user: info.user(),
+        host,
+    };
+
+    if let Some(pre) = &info.pre
+        && let Err(err) = hooks.run("pre", pre)
+    {
+        if info.post_always {
+            hooks.run_post_after_failure(info);
+        }
+        return Err(err.context(format!("backup of {host} aborted before rsync ran")));
+    }
+    let result = transfer_and_report(host, &dest, &argv, scrub);
+    match (&result, &info.post) {
+        (Ok(()), Some(post)) => hooks.run("post", post)?,
+        (Err(_), Some(_)) if info.post_always => hooks.run_post_after_failure(info),
+        _ => {}
+    }
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Looks `host` up under `rsync:`; the error lists the configured hosts.
+fn find_host<'a>(config: &'a Config, host: &str) -> anyhow::Result<&'a RsyncHost> {
+    if let Some(info) = config.rsync.get(host) {
+        return Ok(&info.value);
+    }
+    let hosts: Vec<&str> = config.rsync.keys().map(String::as_str).collect();
+    let by_alias = config
+        .rsync
+        .iter()
+        .find(|(name, info)| info.value.alias(name) == host);
+    let hint = match by_alias {
+        Some((name, _)) => format!("; `{host}` is the alias of `{name}`: use the host name"),
+        None => match crate::config::closest_key(host, &hosts) {
+            Some(guess) => format!("; did you mean `{guess}`?"),
+            None => String::new(),
+        },
+    };
+    let listed = if hosts.is_empty() {
+        "none".to_string()
+    } else {
+        hosts.join(", ")
+    };
+    bail!(
+        "host `{host}` is not configured under `rsync:` in {} (configured hosts: {listed}){hint}",
+        config.path.display()
+    )
+}
+
+/// With the lvm and btrfs backends the root must be its own filesystem (or subvolume): a
+/// backup into an unmounted root would fill the system disk and never be snapshotted.
+fn require_backup_filesystem(config: &Config) -> anyhow::Result<()> {
+    match config.settings.snapshot_backend {
+        SnapshotBackendKind::Lvm | SnapshotBackendKind::Btrfs => {
+            lock::require_mounted(config.root())
+        }
+        SnapshotBackendKind::Dir => Ok(()),
+    }
+}
+
+/// The rsync command line (program first), in the original's order (see the module doc).
+pub fn backup_argv(
+    settings: &Settings,
+    host: &str,
+    info: &RsyncHost,
+    dest: &Path,
+    ssh: Option<&Ssh>,
+    scrub: bool,
+) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![settings.rsync_local_binary.clone().into(), "-aHRxi".into()];
+    let fake_super = if ssh.is_some() {
+        "--fake-super"
+    } else {
+        "-M--fake-super"
+    };
+    for flag in [
+        "--acls",
+        "--xattrs",
+        fake_super,
+        "--delete",
+        "--delete-excluded",
+    ] {
+        argv.push(flag.into());
+    }
+    argv.push("--numeric-ids".into());
+    argv.push("--stats".into());
+    if let Some(timeout) = settings.rsync_timeout.limit() {
+        argv.push(format!("--timeout={}", timeout.as_secs()).into());
+    }
+    if let Some(limit) = &settings.rsync_bwlimit {
+        argv.push(format!("--bwlimit={limit}").into());
+    }
+    if let Some(ssh) = ssh {
+        argv.push(format!("--rsh={}", ssh.rsh()).into());
+    }
+    for pattern in settings.rsync_exclude.iter().chain(&info.exclude) {
+        argv.push(format!("--exclude={pattern}").into());
+    }
+    if ssh.is_none() {
+        for own in [settings.root.clone(), settings.snapshot_dir()] {
+            let mut pattern = OsString::from("--exclude=");
+            pattern.push(own.as_os_str());
+            pattern.push("/");
+            argv.push(pattern);
+        }
+    }
+    for mount in &info.mounts {
+        let trimmed = mount.trim_end_matches('/');
+        let path = if trimmed.is_empty() { "/" } else { trimmed };
+        argv.push(match ssh {
+            Some(_) => format!("{}@{host}:{path}", info.user()).into(),
+            None => path.into(),
+        });
+    }
+    argv.push(without_trailing_slash(dest));
+    if scrub {
+        argv.push("--checksum".into());
+    }
+    argv
+}
+
+/// `path` as an argument, without trailing `/` (a trailing slash means "the contents of").
+fn without_trailing_slash(path: &Path) -> OsString {
+    let bytes = path.as_os_str().as_bytes();
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b'/')
+        .map_or(1.min(bytes.len()), |i| i + 1);
+    std::ffi::OsStr::from_bytes(&bytes[..end]).to_owned()
+}
+
+/// Runs rsync into `dest`, logs scrub mismatches, and writes the unit report; `Err` when rsync
+/// failed (the report is written either way).
+fn transfer_and_report(
+    host: &str,
+    dest: &Path,
+    argv: &[OsString],
+    scrub: bool,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let transfer = transfer::run_with_fallback(argv, host)?;
+    log_scrub_mismatches(host, &transfer);
+    if transfer.status.code() == Some(24) {
+        tracing::info!(
+            "{host}: some files vanished on the host during the transfer (rsync status 24)"
+        );
+    }
+    let summary = &transfer.summary;
+    let report = UnitReport {
+        bytes_transferred: summary.bytes_transferred,
+        files_transferred: Some(summary.files_transferred),
+        scrubbed: scrub,
+        scrub_mismatches: scrub.then_some(summary.scrub_mismatches.len() as u64),
+        warnings: transfer.warnings.clone(),
+    };
+    let outcome = transfer.check(&format!("backup of {host}"));
+    if let Err(err) = report.write_if_requested() {
+        if outcome.is_ok() {
+            return Err(err);
+        }
+        tracing::error!("{err:#}");
+    }
+    outcome
+}
+
+/// D6: each scrub mismatch is a warning (the file was repaired; the unit does not fail).
+fn log_scrub_mismatches(host: &str, transfer: &Transfer) {
+    let mismatches = &transfer.summary.scrub_mismatches;
+    for path in mismatches.iter().take(MAX_LOGGED_MISMATCHES) {
+        tracing::warn!(
+            "scrub of {host}: {} differed from the backup although size and time matched; \
+             copied again",
+            String::from_utf8_lossy(path)
+        );
+    }
+    if mismatches.len() > MAX_LOGGED_MISMATCHES {
+        tracing::warn!(
+            "scrub of {host}: {} more mismatches (see the .out log, lines `>fc`)",
+            mismatches.len() - MAX_LOGGED_MISMATCHES
+        );
+    }
+    if !mismatches.is_empty() {
+        tracing::warn!(
+            "scrub of {host} found and repaired {} file(s) whose backup differed from the host; \
+             check the backup disk if this repeats",
+            mismatches.len()
+        );
+    }
+}
+
+/// Runs `pre` and `post`: over ssh, or with `sh -c` for local hosts.
+struct Hooks<'a> {
+    ssh: Option<&'a Ssh>,
+    user: &'a str,
+    host: &'a str,
+}
+
+impl Hooks<'_> {
+    /// Prints the command line (as the original) and runs `command`; fails unless it exits 0.
+    /// The error names the hook, not its text (which may hold a password).
+    fn run(&self, name: &str, command: &str) -> anyhow::Result<()> {
+        let mut cmd = match self.ssh {
+            Some(ssh) => ssh.remote_command(self.user, self.host, command),
+            None => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c").arg(command);
+                cmd
+            }
+        };
+        println!("{}", process::display(&cmd));
+        let status = cmd
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("could not start the `{name}` command of {}", self.host))?;
+        if !status.success() {
+            let how = match status.code() {
+                Some(255) if self.ssh.is_some() => {
+                    "ssh exited with status 255: the host is unreachable or refused the key"
+                        .to_string()
+                }
+                Some(code) => format!("it exited with status {code}"),
+                None => "it was killed by a signal".to_string(),
+            };
+            bail!(
+                "the `{name}` command of {} failed: {how}; see the error log",
+                self.host
+            );
+        }
+        Ok(())
+    }
+
+    /// `post-always`: runs `post` after a failure; its own failure is logged, since the error
+    /// that matters is the backup's.
+    fn run_post_after_failure(&self, info: &RsyncHost) {
+        if let Some(post) = &info.post
+            && let Err(err) = self.run("post", post)
+        {
+            tracing::error!("{err:#}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra_settings: &str, host: &str) -> Config {
+        let text = format!(
+            "settings:\n  root: /srv/backup\n  snapshot-backend: dir\n{extra_settings}rsync:\n{host}"
+        );
+        Config::from_yaml(&text, Path::new("/etc/deltaic.conf")).unwrap()
+    }
+
+    fn argv(config: &Config, host: &str, scrub: bool) -> Vec<String> {
+        let info = &config.rsync[host].value;
+        let ssh = (!info.local).then(|| Ssh::new("ssh".into(), &config.settings).unwrap());
+        let dest = config.root().join("rsync").join(info.alias(host));
+        backup_argv(&config.settings, host, info, &dest, ssh.as_ref(), scrub)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    const RSH: &str = "--rsh=ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new \
+                       -o ConnectTimeout=30 -o ServerAliveInterval=30 -o ServerAliveCountMax=4";
+
+    #[test]
+    fn the_argv_keeps_the_original_order() {
+        let c = config("", "  host1.example.org:\n    mounts: [/, /boot/]\n");
+        assert_eq!(
+            argv(&c, "host1.example.org", false),
+            [
+                "rsync",
+                "-aHRxi",
+                "--acls",
+                "--xattrs",
+                "--fake-super",
+                "--delete",
+                "--delete-excluded",
+                "--numeric-ids",
+                "--stats",
+                "--timeout=600",
+                RSH,
+                "root@host1.example.org:/",
+                "root@host1.example.org:/boot",
+                "/srv/backup/rsync/host1",
+            ]
+        );
+    }
+
+    #[test]
+    fn scrub_excludes_bwlimit_user_and_alias() {
+        let c = config(
+            "  rsync-exclude: ['*.tmp', /proc/*]\n  rsync-bwlimit: 10M\n  rsync-timeout: 0\n  \
+             rsync-local-binary: /opt/rsync/bin/rsync\n  ssh-strict-host-keys: yes\n  \
+             ssh-known-hosts: /etc/deltaic/known_hosts\n",
+            "  db.example.org:\n    mounts: [/var//, /srv]\n    alias: octopus\n    user: backup\n    \
+             exclude: [/var/lib/mysql/*]\n",
+        );
+        assert_eq!(
+            argv(&c, "db.example.org", true),
+            [
+                "/opt/rsync/bin/rsync",
+                "-aHRxi",
+                "--acls",
+                "--xattrs",
+                "--fake-super",
+                "--delete",
+                "--delete-excluded",
+                "--numeric-ids",
+                "--stats",
+                "--bwlimit=10M",
+                "--rsh=ssh -o BatchMode=yes -o StrictHostKeyChecking=yes \
+                 -o UserKnownHostsFile=/etc/deltaic/known_hosts -o ConnectTimeout=30 \
+                 -o ServerAliveInterval=30 -o ServerAliveCountMax=4",
+                "--exclude=*.tmp",
+                "--exclude=/proc/*",
+                "--exclude=/var/lib/mysql/*",
+                "backup@db.example.org:/var",
+                "backup@db.example.org:/srv",
+                "/srv/backup/rsync/octopus",
+                "--checksum",
+            ]
+        );
+    }
+
+    #[test]
+    fn local_hosts_copy_paths_without_ssh_and_skip_the_backup_itself() {
+        let c = config(
+            "  rsync-exclude: ['*.tmp']\n",
+            "  self.example.org:\n    mounts: [/, /home/]\n    local: true\n    exclude: [/x]\n",
+        );
+        assert_eq!(
+            argv(&c, "self.example.org", false),
+            [
+                "rsync",
+                "-aHRxi",
+                "--acls",
+                "--xattrs",
+                "-M--fake-super",
+                "--delete",
+                "--delete-excluded",
+                "--numeric-ids",
+                "--stats",
+                "--timeout=600",
+                "--exclude=*.tmp",
+                "--exclude=/x",
+                "--exclude=/srv/backup/",
+                "--exclude=/srv/backup.snapshots/",
+                "/",
+                "/home",
+                "/srv/backup/rsync/self",
+            ]
+        );
+    }
+
+    #[test]
+    fn trailing_slashes_are_removed_from_the_destination() {
+        assert_eq!(without_trailing_slash(Path::new("/srv/b/")), "/srv/b");
+        assert_eq!(without_trailing_slash(Path::new("/srv/b")), "/srv/b");
+        assert_eq!(without_trailing_slash(Path::new("/")), "/");
+    }
+
+    #[test]
+    fn an_unknown_host_lists_the_configured_ones() {
+        let c = config(
+            "",
+            "  host1.example.org:\n    mounts: [/]\n    alias: octopus\n  \
+             host2.example.org:\n    mounts: [/]\n",
+        );
+        let err = find_host(&c, "host3.example.org").unwrap_err().to_string();
+        assert!(
+            err.contains("host1.example.org, host2.example.org"),
+            "{err}"
+        );
+        assert!(err.contains("/etc/deltaic.conf"), "{err}");
+        let err = find_host(&c, "octopus").unwrap_err().to_string();
+        assert!(err.contains("alias of `host1.example.org`"), "{err}");
+        let err = find_host(&c, "host1.example.com").unwrap_err().to_string();
+        assert!(err.contains("did you mean `host1.example.org`"), "{err}");
+        assert!(find_host(&c, "host2.example.org").is_ok());
+    }
+
+    #[test]
+    fn an_unmounted_root_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let marker = dir.path().join("pre-ran");
+        let text = format!(
+            "settings:\n  root: {}\n  snapshot-backend: btrfs\nrsync:\n  h.example.org:\n    \
+             mounts: [/]\n    local: true\n    pre: 'touch {}'\n",
+            root.display(),
+            marker.display()
+        );
+        let config = Config::from_yaml(&text, Path::new("/c")).unwrap();
+        let err = run(&config, "h.example.org", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not mounted"), "{err}");
+        assert!(!marker.exists());
+        assert!(!root.join(".lock").exists(), "no lock taken either");
+    }
+
+    #[test]
+    fn hooks_report_failures_without_their_text() {
+        let hooks = Hooks {
+            ssh: None,
+            user: "root",
+            host: "self",
+        };
+        hooks.run("pre", "true").unwrap();
+        let err = hooks
+            .run("pre", "exit 3 # secret-password")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`pre` command of self") && err.contains("status 3"),
+            "{err}"
+        );
+        assert!(!err.contains("secret-password"), "{err}");
+    }
+}

@@ -1,0 +1,862 @@
+//! `deltaic rsync backup` and `restore` end to end, through a real sshd on 127.0.0.1 (D12):
+//! metadata kept as `--fake-super` xattrs, excludes, unchanged reruns, scrub repairs (D6),
+//! pre/post hooks (BUG-19), host-key policy, the ACL/xattr fallback (BUG-24), restore round
+//! trips (BUG-21, BUG-22), local hosts and the per-host lock.
+
+use crate::harness::sshd::Sshd;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tempfile::TempDir;
+
+const HOST1: &str = "host1.example.test";
+const HOST2: &str = "host2.example.test";
+
+/// One test's world: a private sshd, a "remote" source tree, a backup root and a config.
+struct Env {
+    sshd: Sshd,
+    dir: TempDir,
+}
+
+struct Run {
+    out: Output,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    fn success(self) -> Run {
+        assert!(
+            self.out.status.success(),
+            "deltaic failed:\n{}\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    fn failure(self) -> Run {
+        assert_eq!(
+            self.out.status.code(),
+            Some(1),
+            "expected failure:\n{}\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+impl Env {
+    fn new() -> Option<Env> {
+        let sshd = Sshd::start()?;
+        let dir = tempfile::Builder::new()
+            .prefix("deltaic-rsync")
+            .tempdir()
+            .unwrap();
+        fs::create_dir(dir.path().join("src")).unwrap();
+        Some(Env { sshd, dir })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn src(&self) -> PathBuf {
+        self.path("src")
+    }
+    fn root(&self) -> PathBuf {
+        self.path("root")
+    }
+    fn report_path(&self) -> PathBuf {
+        self.path("report.json")
+    }
+    /// Where `path` on the host lands in the backup of `alias` (`-R` keeps full paths).
+    fn backed_up(&self, alias: &str, path: &Path) -> PathBuf {
+        self.root()
+            .join("rsync")
+            .join(alias)
+            .join(path.strip_prefix("/").unwrap())
+    }
+
+    /// Writes the config: `settings` lines (indented by two) and `hosts` (the `rsync:` body).
+    fn config(&self, settings: &str, hosts: &str) {
+        let text = format!(
+            "settings:\n  root: {}\n  snapshot-backend: dir\n  rsync-exclude: ['*.tmp']\n\
+             {settings}rsync:\n{hosts}",
+            self.root().display()
+        );
+        fs::write(self.path("deltaic.conf"), text).unwrap();
+    }
+
+    /// The usual host: host1 backing up the source tree, excluding `skipme`.
+    fn default_config(&self) {
+        self.config(
+            "",
+            &format!(
+                "  {HOST1}:\n    mounts: [{src}/]\n    exclude: ['{src}/skipme']\n",
+                src = self.src().display()
+            ),
+        );
+    }
+
+    fn deltaic<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let _ = fs::remove_file(self.report_path());
+        let out = Command::new(env!("CARGO_BIN_EXE_deltaic"))
+            .arg("-c")
+            .arg(self.path("deltaic.conf"))
+            .args(args)
+            .env("DELTAIC_ALLOW_ROOT", "1")
+            .env("DELTAIC_SSH", self.sshd.ssh_program())
+            .env("DELTAIC_UNIT_REPORT", self.report_path())
+            .env_remove("DELTAIC_LOG")
+            .output()
+            .unwrap();
+        Run { out }
+    }
+
+    fn report(&self) -> serde_json::Value {
+        let text = fs::read_to_string(self.report_path()).expect("unit report written");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// A source tree with every kind of metadata the backup must keep.
+    fn populate(&self) {
+        let src = self.src();
+        fs::write(src.join("plain.txt"), "hello\n").unwrap();
+        xattr::set(src.join("plain.txt"), "user.foo", b"bar").unwrap();
+        fs::write(src.join("setuid"), "#!/bin/sh\n").unwrap();
+        chmod(&src.join("setuid"), 0o4755);
+        fs::create_dir(src.join("sticky")).unwrap();
+        chmod(&src.join("sticky"), 0o1777);
+        fs::write(src.join("owned"), "owned by 1234\n").unwrap();
+        chmod(&src.join("owned"), 0o664);
+        std::os::unix::fs::chown(src.join("owned"), Some(1234), Some(5678)).unwrap();
+        std::os::unix::fs::symlink("plain.txt", src.join("link")).unwrap();
+        fs::write(src.join("hard1"), "linked\n").unwrap();
+        fs::hard_link(src.join("hard1"), src.join("hard2")).unwrap();
+        fs::create_dir(src.join("cache")).unwrap();
+        fs::write(src.join("cache/junk.tmp"), "excluded globally").unwrap();
+        fs::write(src.join("cache/keep"), "kept").unwrap();
+        fs::create_dir(src.join("skipme")).unwrap();
+        fs::write(src.join("skipme/secret"), "excluded for this host").unwrap();
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn stat_xattr(path: &Path) -> Option<String> {
+    xattr::get(path, "user.rsync.%stat")
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn backup_over_sshd_keeps_metadata_as_fake_super_xattrs() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    env.default_config();
+    let run = env.deltaic(["rsync", "backup", HOST1]).success();
+
+    // The exact command line, with the ssh options unchanged (only the program is the wrapper).
+    let expected_start = format!(
+        "rsync -aHRxi --acls --xattrs --fake-super --delete --delete-excluded --numeric-ids \
+         --stats --timeout=600 --rsh={} -o BatchMode=yes -o StrictHostKeyChecking=accept-new \
+         -o ConnectTimeout=30 -o ServerAliveInterval=30 -o ServerAliveCountMax=4 \
+         --exclude=*.tmp --exclude={src}/skipme root@{HOST1}:{src} {}",
+        env.sshd.ssh_program().display(),
+        env.root().join("rsync/host1").display(),
+        src = env.src().display(),
+    );
+    assert!(
+        run.stdout().starts_with(&expected_start),
+        "{}",
+        run.stdout()
+    );
+
+    let b = |rel: &str| env.backed_up("host1", &env.src().join(rel));
+    assert_eq!(fs::read_to_string(b("plain.txt")).unwrap(), "hello\n");
+    assert_eq!(
+        xattr::get(b("plain.txt"), "user.foo").unwrap().as_deref(),
+        Some(&b"bar"[..])
+    );
+    assert_eq!(
+        stat_xattr(&b("plain.txt")),
+        None,
+        "nothing to fake for a plain root file"
+    );
+    assert_eq!(
+        stat_xattr(&b("owned")).as_deref(),
+        Some("100664 0,0 1234:5678")
+    );
+    assert_eq!(stat_xattr(&b("setuid")).as_deref(), Some("104755 0,0 0:0"));
+    assert_eq!(
+        mode(&b("setuid")) & 0o7000,
+        0,
+        "rsync never sets set-uid on the backup"
+    );
+    assert_eq!(stat_xattr(&b("sticky")).as_deref(), Some("41777 0,0 0:0"));
+    // Linux refuses user xattrs on symlinks, so --fake-super stores them as regular files.
+    assert_eq!(fs::read_to_string(b("link")).unwrap(), "plain.txt");
+    assert_eq!(stat_xattr(&b("link")).as_deref(), Some("120777 0,0 0:0"));
+    let (h1, h2) = (
+        fs::metadata(b("hard1")).unwrap(),
+        fs::metadata(b("hard2")).unwrap(),
+    );
+    assert_eq!((h1.ino(), h1.nlink()), (h2.ino(), 2), "hard link kept");
+    assert!(b("cache/keep").exists());
+    assert!(!b("cache/junk.tmp").exists(), "global exclude");
+    assert!(!b("skipme").exists(), "per-host exclude");
+
+    let report = env.report();
+    // plain.txt, setuid, owned, hard1 (hard2 is linked to it), cache/keep; the symlink is not
+    // a data transfer.
+    assert_eq!(report["files_transferred"], 5, "{report}\n{}", run.stdout());
+    // "hello\n" + "#!/bin/sh\n" + "owned by 1234\n" + "linked\n" + "kept"
+    assert_eq!(report["bytes_transferred"], 6 + 10 + 14 + 7 + 4, "{report}");
+    assert_eq!(report["scrubbed"], false);
+    assert!(report.get("scrub_mismatches").is_none(), "{report}");
+    assert!(
+        !run.stdout().contains(".f........x"),
+        "xattr-only lines are filtered"
+    );
+
+    // An unchanged second run transfers nothing.
+    let run = env.deltaic(["rsync", "backup", HOST1]).success();
+    let report = env.report();
+    assert_eq!(report["files_transferred"], 0, "{report}\n{}", run.stdout());
+    assert_eq!(report["bytes_transferred"], 0, "{report}");
+    assert!(
+        !run.stdout().lines().any(|l| l.starts_with(">f")),
+        "{}",
+        run.stdout()
+    );
+
+    // A file excluded later is removed from the backup (--delete-excluded); a deleted one too.
+    env.config(
+        "",
+        &format!(
+            "  {HOST1}:\n    mounts: [{src}]\n    exclude: ['{src}/skipme', '{src}/cache/keep']\n",
+            src = env.src().display()
+        ),
+    );
+    fs::remove_file(env.src().join("hard2")).unwrap();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    assert!(!b("cache/keep").exists());
+    assert!(!b("hard2").exists());
+    assert!(b("hard1").exists());
+}
+
+#[test]
+fn scrub_repairs_a_silently_corrupted_file_and_counts_it() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    env.default_config();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+
+    // Corrupt the backup copy, keeping its size and mtime: a normal run cannot notice.
+    let copy = env.backed_up("host1", &env.src().join("plain.txt"));
+    let mtime = fs::metadata(&copy).unwrap().modified().unwrap();
+    fs::write(&copy, "jello\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    assert_eq!(
+        fs::read_to_string(&copy).unwrap(),
+        "jello\n",
+        "quick check misses it"
+    );
+
+    let run = env.deltaic(["rsync", "backup", "--scrub", HOST1]).success();
+    assert_eq!(fs::read_to_string(&copy).unwrap(), "hello\n", "repaired");
+    assert!(run.stdout().contains(" --checksum\n"), "{}", run.stdout());
+    let report = env.report();
+    assert_eq!(report["scrubbed"], true, "{report}");
+    assert_eq!(report["scrub_mismatches"], 1, "{report}");
+    assert!(
+        run.stderr().contains("plain.txt differed from the backup"),
+        "{}",
+        run.stderr()
+    );
+    // The repair kept the xattrs.
+    assert_eq!(
+        xattr::get(&copy, "user.foo").unwrap().as_deref(),
+        Some(&b"bar"[..])
+    );
+
+    // A clean scrub finds nothing.
+    env.deltaic(["rsync", "backup", "-c", HOST1]).success();
+    assert_eq!(env.report()["scrub_mismatches"], 0);
+}
+
+#[test]
+fn pre_and_post_run_on_the_host_around_the_backup() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    let post_marker = env.path("post-ran");
+    let dest_file = env.backed_up("octopus", &env.src().join("pre-ran"));
+    env.config(
+        "",
+        &format!(
+            "  {HOST2}:\n    mounts: [{src}]\n    alias: octopus\n    \
+             pre: 'echo made by pre > {src}/pre-ran'\n    \
+             post: 'test -e {dest} && touch {post}'\n",
+            src = env.src().display(),
+            dest = dest_file.display(),
+            post = post_marker.display(),
+        ),
+    );
+    let run = env.deltaic(["rsync", "backup", HOST2]).success();
+    // pre ran before rsync (its file is in the backup), post after it (it saw that file).
+    assert_eq!(fs::read_to_string(&dest_file).unwrap(), "made by pre\n");
+    assert!(post_marker.exists(), "{}\n{}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout()
+            .contains(&format!("root@{HOST2} echo made by pre")),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn a_failing_pre_aborts_and_post_runs_only_with_post_always() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    let marker = env.path("post-ran");
+    let host = |post_always: bool, mount: &Path, pre: &str| {
+        format!(
+            "  {HOST1}:\n    mounts: [{mount}]\n    pre: '{pre}'\n    post: 'touch {m}'\n    \
+             post-always: {post_always}\n",
+            mount = mount.display(),
+            m = marker.display(),
+        )
+    };
+    env.config("", &host(false, &env.src(), "echo pre failing; exit 3"));
+    let run = env.deltaic(["rsync", "backup", HOST1]).failure();
+    assert!(
+        run.stderr()
+            .contains(&format!("`pre` command of {HOST1} failed")),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains("status 3"), "{}", run.stderr());
+    assert!(
+        !env.root().join("rsync/host1").exists(),
+        "rsync must not have run"
+    );
+    assert!(
+        !marker.exists(),
+        "post must not run after a failure by default"
+    );
+
+    env.config("", &host(true, &env.src(), "exit 3"));
+    env.deltaic(["rsync", "backup", HOST1]).failure();
+    assert!(marker.exists(), "post-always runs post after a failed pre");
+
+    // A failing rsync (a missing mount: status 23) also runs post with post-always only.
+    fs::remove_file(&marker).unwrap();
+    let missing = env.path("does-not-exist");
+    env.config("", &host(false, &missing, "true"));
+    let run = env.deltaic(["rsync", "backup", HOST1]).failure();
+    assert!(
+        run.stderr()
+            .contains(&format!("rsync backup of {HOST1} failed")),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains("status 23"), "{}", run.stderr());
+    assert!(!marker.exists());
+    env.config("", &host(true, &missing, "true"));
+    env.deltaic(["rsync", "backup", HOST1]).failure();
+    assert!(
+        marker.exists(),
+        "post-always runs post after a failed rsync"
+    );
+    assert!(
+        env.report_path().exists(),
+        "the unit report is written after a failure too"
+    );
+}
+
+#[test]
+fn host_keys_are_learned_with_accept_new_and_required_with_yes() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    let known = env.path("known_hosts");
+    fs::write(&known, "").unwrap();
+    let hosts = format!("  {HOST1}:\n    mounts: [{}]\n", env.src().display());
+    env.config(
+        &format!(
+            "  ssh-strict-host-keys: yes\n  ssh-known-hosts: {}\n",
+            known.display()
+        ),
+        &hosts,
+    );
+    let run = env.deltaic(["rsync", "backup", HOST1]).failure();
+    assert!(
+        run.stderr().contains("Host key verification failed"),
+        "{}",
+        run.stderr()
+    );
+    // rsync reports a failed ssh as 255 or, depending on timing, as 12; the advice is the same.
+    let refused = format!("rsync backup of {HOST1} failed");
+    assert!(run.stderr().contains(&refused), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("ssh refused the host key"),
+        "{}",
+        run.stderr()
+    );
+
+    // `yes` accepts a key that is already known.
+    fs::write(&known, env.sshd.known_hosts_line()).unwrap();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+
+    // accept-new learns the key of a new host into the configured file.
+    fs::write(&known, "").unwrap();
+    env.config(&format!("  ssh-known-hosts: {}\n", known.display()), &hosts);
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    let learned = fs::read_to_string(&known).unwrap();
+    assert!(
+        learned.contains(&format!("[127.0.0.1]:{}", env.sshd.port())),
+        "{learned}"
+    );
+
+    // A changed key is refused even with accept-new.
+    let other_key = env.path("otherkey");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pubkey = fs::read_to_string(other_key.with_extension("pub")).unwrap();
+    let blob = pubkey.split_whitespace().nth(1).unwrap();
+    fs::write(
+        &known,
+        format!("[127.0.0.1]:{} ssh-ed25519 {blob}\n", env.sshd.port()),
+    )
+    .unwrap();
+    env.config(&format!("  ssh-known-hosts: {}\n", known.display()), &hosts);
+    let run = env.deltaic(["rsync", "backup", HOST1]).failure();
+    assert!(
+        run.stderr().contains("ssh refused the host key"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr()
+            .contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn restore_round_trips_owners_modes_and_links() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    env.default_config();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+
+    let source = env.backed_up("host1", &env.src());
+    let target = env.path("restored");
+    let run = env.deltaic([
+        OsStr::new("rsync"),
+        OsStr::new("restore"),
+        source.as_os_str(),
+        OsStr::new(HOST1),
+        target.as_os_str(),
+    ]);
+    let run = run.success();
+    let line = run.stdout().lines().next().unwrap().to_string();
+    assert!(
+        line.starts_with("rsync -aHi --acls --xattrs --fake-super -M--super --numeric-ids --rsh="),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(&format!(
+            "{}/ root@{HOST1}:{}/",
+            source.display(),
+            target.display()
+        )),
+        "{line}"
+    );
+
+    let r = |rel: &str| target.join(rel);
+    assert_eq!(fs::read_to_string(r("plain.txt")).unwrap(), "hello\n");
+    assert_eq!(
+        xattr::get(r("plain.txt"), "user.foo").unwrap().as_deref(),
+        Some(&b"bar"[..])
+    );
+    let owned = fs::metadata(r("owned")).unwrap();
+    assert_eq!(
+        (owned.uid(), owned.gid(), owned.mode() & 0o7777),
+        (1234, 5678, 0o664)
+    );
+    assert_eq!(mode(&r("setuid")), 0o4755);
+    assert_eq!(mode(&r("sticky")), 0o1777);
+    assert_eq!(fs::read_link(r("link")).unwrap(), Path::new("plain.txt"));
+    let (h1, h2) = (
+        fs::metadata(r("hard1")).unwrap(),
+        fs::metadata(r("hard2")).unwrap(),
+    );
+    assert_eq!(h1.ino(), h2.ino());
+    for name in ["owned", "setuid", "sticky", "plain.txt"] {
+        assert_eq!(
+            stat_xattr(&r(name)),
+            None,
+            "{name}: no fake-super xattr on the host"
+        );
+    }
+}
+
+#[test]
+fn coda_restore_uses_its_own_flags_and_keeps_owners() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    env.default_config();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    let source = env.backed_up("host1", &env.src());
+    let target = env.path("coda-restored");
+    let run = env
+        .deltaic([
+            OsStr::new("rsync"),
+            OsStr::new("restore"),
+            OsStr::new("--coda"),
+            OsStr::new("-u"),
+            OsStr::new("root"),
+            source.as_os_str(),
+            OsStr::new(HOST1),
+            target.as_os_str(),
+        ])
+        .success();
+    let line = run.stdout().lines().next().unwrap().to_string();
+    assert!(
+        line.starts_with("rsync -rlptoHi --fake-super -M--super --numeric-ids --rsh="),
+        "{line}"
+    );
+    assert!(
+        !line.contains("--acls") && !line.contains("--xattrs"),
+        "{line}"
+    );
+    let owned = fs::metadata(target.join("owned")).unwrap();
+    assert_eq!((owned.uid(), owned.mode() & 0o7777), (1234, 0o664));
+    assert_eq!(mode(&target.join("setuid")), 0o4755);
+}
+
+#[test]
+fn restore_forwards_trailing_rsync_options_with_or_without_double_dash() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    env.default_config();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    let source = env.backed_up("host1", &env.src());
+    for (i, with_dashes) in [false, true].into_iter().enumerate() {
+        let target = env.path(&format!("restored-{i}"));
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("stray"), "not in the backup").unwrap();
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("rsync"),
+            OsStr::new("restore"),
+            source.as_os_str(),
+            OsStr::new(HOST1),
+            target.as_os_str(),
+        ];
+        if with_dashes {
+            args.push(OsStr::new("--"));
+        }
+        args.extend([OsStr::new("--delete"), OsStr::new("--exclude=cache")]);
+        let run = env.deltaic(args).success();
+        let line = run.stdout().lines().next().unwrap().to_string();
+        assert!(line.ends_with(" --delete --exclude=cache"), "{line}");
+        assert!(
+            !target.join("stray").exists(),
+            "--delete reached rsync ({with_dashes})"
+        );
+        assert!(
+            !target.join("cache").exists(),
+            "--exclude reached rsync ({with_dashes})"
+        );
+        assert!(target.join("plain.txt").exists());
+    }
+}
+
+/// A stand-in `rsync-local-binary` that logs its argv and fails with `code` and `message`
+/// whenever `--acls` is present, else runs the real rsync.
+fn fake_rsync(env: &Env, code: i32, message: &str) -> (PathBuf, PathBuf) {
+    let script = env.path("fake-rsync");
+    let log = env.path("fake-rsync.log");
+    let text = format!(
+        "#!/bin/sh\necho \"$*\" >> '{log}'\nfor a in \"$@\"; do\n  if [ \"$a\" = --acls ]; then \
+         echo '{message}' >&2; exit {code}; fi\ndone\nexec rsync \"$@\"\n",
+        log = log.display()
+    );
+    fs::write(&script, text).unwrap();
+    chmod(&script, 0o755);
+    (script, log)
+}
+
+#[test]
+fn the_acl_xattr_fallback_happens_only_when_the_remote_lacks_support() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    let hosts = format!("  {HOST1}:\n    mounts: [{}]\n", env.src().display());
+
+    let (script, log) = fake_rsync(&env, 12, "rsync: ACLs are not supported on this server");
+    env.config(
+        &format!("  rsync-local-binary: {}\n", script.display()),
+        &hosts,
+    );
+    let run = env.deltaic(["rsync", "backup", HOST1]).success();
+    let calls: Vec<String> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].contains("--acls --xattrs --fake-super"),
+        "{calls:?}"
+    );
+    assert!(
+        !calls[1].contains("--acls") && !calls[1].contains("--xattrs"),
+        "{calls:?}"
+    );
+    assert!(calls[1].contains("--fake-super"), "{calls:?}");
+    assert!(
+        run.stderr().contains("WITHOUT --acls --xattrs"),
+        "{}",
+        run.stderr()
+    );
+    let warnings = env.report()["warnings"].clone();
+    assert!(warnings[0].as_str().unwrap().contains(HOST1), "{warnings}");
+    assert!(
+        env.backed_up("host1", &env.src().join("plain.txt"))
+            .exists()
+    );
+
+    // A dropped connection is also status 12, but must not silently drop the metadata.
+    fs::remove_file(&log).unwrap();
+    let (script, log) = fake_rsync(
+        &env,
+        12,
+        "rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]",
+    );
+    env.config(
+        &format!("  rsync-local-binary: {}\n", script.display()),
+        &hosts,
+    );
+    let run = env.deltaic(["rsync", "backup", HOST1]).failure();
+    assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 1);
+    assert!(run.stderr().contains("status 12"), "{}", run.stderr());
+    assert!(!run.stderr().contains("WITHOUT"), "{}", run.stderr());
+    assert!(env.report().get("warnings").is_none());
+}
+
+#[test]
+fn a_local_host_is_copied_without_ssh_and_never_into_itself() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    // The backup root lies inside the backed-up tree: it must not be copied into itself.
+    let root_inside = env.src().join("backups");
+    let marker = env.path("local-pre");
+    let text = format!(
+        "settings:\n  root: {root}\n  snapshot-backend: dir\nrsync:\n  self.example.test:\n    \
+         mounts: [{src}]\n    local: true\n    pre: 'touch {m}'\n",
+        root = root_inside.display(),
+        src = env.src().display(),
+        m = marker.display(),
+    );
+    fs::write(env.path("deltaic.conf"), text).unwrap();
+    // No sshd is involved: an ssh program that fails proves it is not called.
+    let out = Command::new(env!("CARGO_BIN_EXE_deltaic"))
+        .arg("-c")
+        .arg(env.path("deltaic.conf"))
+        .args(["rsync", "backup", "self.example.test"])
+        .env("DELTAIC_ALLOW_ROOT", "1")
+        .env("DELTAIC_SSH", "/bin/false")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(marker.exists(), "pre ran locally");
+    assert!(!stdout.contains("--rsh"), "{stdout}");
+    let b = |rel: &str| {
+        root_inside
+            .join("rsync/self")
+            .join(env.src().join(rel).strip_prefix("/").unwrap())
+    };
+    assert_eq!(fs::read_to_string(b("plain.txt")).unwrap(), "hello\n");
+    assert_eq!(
+        stat_xattr(&b("owned")).as_deref(),
+        Some("100664 0,0 1234:5678")
+    );
+    assert!(
+        !b("backups").exists(),
+        "the backup root was copied into itself"
+    );
+}
+
+#[test]
+fn a_manual_backup_refuses_to_run_while_the_host_is_locked() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    env.default_config();
+    let lock = deltaic::util::lock::acquire(&env.root(), "rsync-host1").unwrap();
+    let run = env.deltaic(["rsync", "backup", HOST1]).failure();
+    assert!(run.stderr().contains("already running"), "{}", run.stderr());
+    assert!(run.stderr().contains("rsync-host1"), "{}", run.stderr());
+    drop(lock);
+    env.deltaic(["rsync", "backup", HOST1]).success();
+}
+
+#[test]
+fn an_unknown_host_is_a_clear_error() {
+    let Some(env) = Env::new() else { return };
+    env.default_config();
+    let run = env
+        .deltaic(["rsync", "backup", "nothere.example.test"])
+        .failure();
+    let err = run.stderr();
+    assert!(
+        err.contains("host `nothere.example.test` is not configured under `rsync:`"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("configured hosts: {HOST1}")), "{err}");
+}
+
+#[test]
+fn bug_20_breaking_a_hard_link_on_the_host_keeps_the_other_name_intact() {
+    // With --inplace (which -H makes unsafe) the new data would be written through the backup's
+    // hard link, and both names would end up with it.
+    let Some(env) = Env::new() else { return };
+    let src = env.src();
+    fs::write(src.join("a"), "original\n").unwrap();
+    fs::hard_link(src.join("a"), src.join("b")).unwrap();
+    env.default_config();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    fs::remove_file(src.join("b")).unwrap();
+    fs::write(src.join("b"), "replaced, longer\n").unwrap();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    let b = |rel: &str| env.backed_up("host1", &src.join(rel));
+    assert_eq!(fs::read_to_string(b("a")).unwrap(), "original\n");
+    assert_eq!(fs::read_to_string(b("b")).unwrap(), "replaced, longer\n");
+    assert_eq!(fs::metadata(b("a")).unwrap().nlink(), 1);
+}
+
+#[test]
+fn bug_20_an_interrupted_transfer_keeps_the_previous_good_copy() {
+    let Some(env) = Env::new() else { return };
+    let big = env.src().join("big");
+    let data = |seed: u8| -> Vec<u8> {
+        (0..4_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed)
+            .collect()
+    };
+    fs::write(&big, data(1)).unwrap();
+    env.default_config();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    let copy = env.backed_up("host1", &big);
+    assert!(fs::read(&copy).unwrap() == data(1));
+
+    // New content (same size: an mtime in the same second would hide it, so set one), then a
+    // slow transfer (500 KiB/s: 8 s) killed after a moment.
+    fs::write(&big, data(2)).unwrap();
+    let past = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+    let hosts = format!("  {HOST1}:\n    mounts: [{}]\n", env.src().display());
+    env.config("  rsync-bwlimit: 500\n", &hosts);
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(env!("CARGO_BIN_EXE_deltaic"))
+            .arg("-c")
+            .arg(env.path("deltaic.conf"))
+            .args(["rsync", "backup", HOST1])
+            .env("DELTAIC_ALLOW_ROOT", "1")
+            .env("DELTAIC_SSH", env.sshd.ssh_program())
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    // Interrupt it mid-file: once rsync's temporary file for `big` exists.
+    let dir = copy.parent().unwrap().to_path_buf();
+    let receiving = || {
+        fs::read_dir(&dir).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".big.")
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !receiving() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let group = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process_group(group, rustix::process::Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the transfer should have been interrupted"
+    );
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.contains("--bwlimit=500 "), "{out}");
+
+    assert!(
+        fs::read(&copy).unwrap() == data(1),
+        "the good copy was replaced by a partial one"
+    );
+    // A killed rsync may leave its temporary file (`.big.XXXXXX`) beside the good copy; the
+    // next run deletes it (--delete), since the host has no such file.
+    let others = || -> Vec<String> {
+        fs::read_dir(copy.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "big")
+            .collect()
+    };
+    assert!(
+        others().iter().all(|n| n.starts_with(".big.")),
+        "{:?}",
+        others()
+    );
+
+    env.config("", &hosts);
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    assert!(fs::read(&copy).unwrap() == data(2));
+    assert_eq!(others(), Vec::<String>::new());
+}
