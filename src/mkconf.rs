@@ -33,7 +33,9 @@ impl Installation {
 /// Quotes a path for a crontab line when it has characters the shell would interpret.
 fn shell_word(path: &Path) -> String {
     let s = path.to_string_lossy();
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@".contains(c))
+    {
         s.into_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -92,8 +94,14 @@ Defaults:{user} !requiretty
 /// resolved away only in the directory (merged-/usr systems keep `/usr/sbin/lvs`). Falls back
 /// to `/sbin/<tool>` as the original printed.
 pub fn resolve_tool(tool: &str) -> String {
-    const SECURE_PATH: &[&str] =
-        &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+    const SECURE_PATH: &[&str] = &[
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ];
     SECURE_PATH
         .iter()
         .map(|dir| Path::new(dir).join(tool))
@@ -134,8 +142,13 @@ mod tests {
 
     #[test]
     fn crontab_passes_a_non_default_config_quoted() {
-        let text = crontab(&inst(SnapshotBackendKind::Lvm, Some("/etc/deltaic dir/x.conf")));
-        assert!(text.contains("0 23 * * * /usr/local/bin/deltaic -c '/etc/deltaic dir/x.conf' prune"));
+        let text = crontab(&inst(
+            SnapshotBackendKind::Lvm,
+            Some("/etc/deltaic dir/x.conf"),
+        ));
+        assert!(
+            text.contains("0 23 * * * /usr/local/bin/deltaic -c '/etc/deltaic dir/x.conf' prune")
+        );
     }
 
     #[test]

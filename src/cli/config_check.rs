@@ -9,7 +9,9 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
     /// Load the configuration, report errors and warnings, and list its units
-    #[command(after_help = "Examples:\n  deltaic config check\n  deltaic -c /etc/deltaic.conf config check --json")]
+    #[command(
+        after_help = "Examples:\n  deltaic config check\n  deltaic -c /etc/deltaic.conf config check --json"
+    )]
     Check {
         /// Print JSON: {"config": ..., "warnings": [...], "units": [...]}
         #[arg(long)]

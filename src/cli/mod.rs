@@ -29,7 +29,12 @@ Examples:
 #[command(name = "deltaic", version, about, after_help = EXAMPLES)]
 pub struct Cli {
     /// Configuration file [default: $XDG_CONFIG_HOME/deltaic.conf or ~/.config/deltaic.conf]
-    #[arg(short = 'c', long = "config", visible_alias = "config-file", value_name = "FILE")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        visible_alias = "config-file",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// More diagnostics on stderr (-v info, -vv debug)
     #[arg(short, long, action = clap::ArgAction::Count)]

@@ -65,10 +65,10 @@ pub(crate) fn first_line(message: &str) -> String {
     // serde-saphyr writes "error: line N column M: ..." or "... at line N column M"; the
     // location is reported separately.
     line = line.strip_prefix("error: ").unwrap_or(line);
-    if let Some(rest) = line.strip_prefix("line ") {
-        if let Some((_, msg)) = rest.split_once(": ") {
-            line = msg;
-        }
+    if let Some(rest) = line.strip_prefix("line ")
+        && let Some((_, msg)) = rest.split_once(": ")
+    {
+        line = msg;
     }
     match line.find(" at line ") {
         Some(i) => line[..i].to_string(),

@@ -12,7 +12,15 @@ use std::path::Path;
 
 /// Top-level sections. `github`, `rbd`, `rgw` and `archivers` belong to sources and archivers
 /// that read their own sections.
-const TOP_LEVEL: &[&str] = &["settings", "rsync", "coda", "github", "rbd", "rgw", "archivers"];
+const TOP_LEVEL: &[&str] = &[
+    "settings",
+    "rsync",
+    "coda",
+    "github",
+    "rbd",
+    "rgw",
+    "archivers",
+];
 
 /// Settings prefixes owned by sources and archivers whose keys are checked by their own modules.
 const FOREIGN_SETTING_PREFIXES: &[&str] = &["github-", "rgw-", "rbd-", "archive-", "googledrive-"];
@@ -139,7 +147,10 @@ mod tests {
 
     #[test]
     fn closest_suggests_a_typo_fix_and_nothing_for_noise() {
-        assert_eq!(closest("rsync-worker", &["rsync-workers", "root"]), Some("rsync-workers"));
+        assert_eq!(
+            closest("rsync-worker", &["rsync-workers", "root"]),
+            Some("rsync-workers")
+        );
         assert_eq!(closest("zzzz", &["rsync-workers", "root"]), None);
     }
 }

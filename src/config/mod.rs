@@ -85,7 +85,9 @@ impl Config {
         };
         if text.trim().is_empty() || is_null_document(text) {
             // BUG-1: the original died later with an obscure click error.
-            return Err(ConfigError::Empty { path: path.to_owned() });
+            return Err(ConfigError::Empty {
+                path: path.to_owned(),
+            });
         }
         let raw: RawConfig = serde_saphyr::from_str(text).map_err(syntax)?;
         let warnings = keys::unknown_key_warnings(text, path);
@@ -120,7 +122,12 @@ impl Config {
     }
 
     /// Builds an [`ConfigError::Invalid`] for `key` at `line` in this file.
-    pub fn invalid(&self, line: Option<u64>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub fn invalid(
+        &self,
+        line: Option<u64>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.clone(),
             line,
@@ -137,7 +144,10 @@ fn is_null_document(text: &str) -> bool {
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty() && *l != "---" && *l != "...")
         .collect();
-    matches!(meaningful.as_slice(), [] | ["null"] | ["~"] | ["Null"] | ["NULL"])
+    matches!(
+        meaningful.as_slice(),
+        [] | ["null"] | ["~"] | ["Null"] | ["NULL"]
+    )
 }
 
 #[cfg(test)]

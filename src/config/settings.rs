@@ -238,17 +238,17 @@ impl Settings {
                 "must be at least 1, or every log would be deleted".into(),
             ));
         }
-        if let Some(dir) = &self.snapshot_dir {
-            if dir.starts_with(&self.root) {
-                return Err(invalid(
-                    "snapshot-dir",
-                    format!(
-                        "`{}` is inside root `{}`: each snapshot would copy the earlier ones",
-                        dir.display(),
-                        self.root.display()
-                    ),
-                ));
-            }
+        if let Some(dir) = &self.snapshot_dir
+            && dir.starts_with(&self.root)
+        {
+            return Err(invalid(
+                "snapshot-dir",
+                format!(
+                    "`{}` is inside root `{}`: each snapshot would copy the earlier ones",
+                    dir.display(),
+                    self.root.display()
+                ),
+            ));
         }
         Ok(())
     }

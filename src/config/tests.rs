@@ -10,9 +10,16 @@ const MINIMAL: &str = "settings:\n  root: /backup/\n  backup-lv: vg/lv\n";
 fn defaults_are_the_originals() {
     let c = load(MINIMAL).unwrap();
     let s = &c.settings;
-    assert_eq!(s.root, Path::new("/backup"), "trailing slash stripped (BUG-18)");
+    assert_eq!(
+        s.root,
+        Path::new("/backup"),
+        "trailing slash stripped (BUG-18)"
+    );
     assert_eq!(s.df_warning, 5.0);
-    assert_eq!((s.gc_duplicate_days, s.gc_daily_weeks, s.gc_weekly_months), (14, 8, 12));
+    assert_eq!(
+        (s.gc_duplicate_days, s.gc_daily_weeks, s.gc_weekly_months),
+        (14, 8, 12)
+    );
     assert_eq!(s.gc_log_distinct_days, 60);
     assert_eq!(s.rsync_workers.get(), 1);
     assert_eq!(s.rsync_scrub_probability.value(), 0.0166);
@@ -42,7 +49,10 @@ fn out_of_range_probability_names_the_line() {
     let err = load("settings:\n  root: /b\n  backup-lv: vg/lv\n  rsync-scrub-probability: 2\n")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("line 4") && err.contains("outside 0..1"), "{err}");
+    assert!(
+        err.contains("line 4") && err.contains("outside 0..1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -54,12 +64,17 @@ fn lvm_backend_requires_backup_lv_but_dir_does_not() {
 
 #[test]
 fn unknown_keys_warn_with_a_suggestion() {
-    let c = load("settings:\n  root: /b\n  backup-lv: vg/lv\n  rsync-worker: 2\nrsyn: {}\n").unwrap();
+    let c =
+        load("settings:\n  root: /b\n  backup-lv: vg/lv\n  rsync-worker: 2\nrsyn: {}\n").unwrap();
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
     assert!(c.warnings.iter().any(|w| w.contains("line 4")
         && w.contains("settings.rsync-worker")
         && w.contains("did you mean `rsync-workers`")));
-    assert!(c.warnings.iter().any(|w| w.contains("`rsyn`") && w.contains("`rsync`")));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("`rsyn`") && w.contains("`rsync`"))
+    );
 }
 
 #[test]
@@ -95,7 +110,9 @@ fn unsafe_aliases_and_relative_mounts_are_rejected() {
 
 #[test]
 fn a_null_host_is_an_error_not_a_crash() {
-    let err = load(&format!("{MINIMAL}rsync:\n  h.example.org:\n")).unwrap_err().to_string();
+    let err = load(&format!("{MINIMAL}rsync:\n  h.example.org:\n"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/etc/deltaic.conf"), "{err}");
 }
 

@@ -68,7 +68,9 @@ impl<'de> Deserialize<'de> for Seconds {
         }
         match Raw::deserialize(d)? {
             Raw::Number(n) => Ok(Seconds(n)),
-            Raw::Text(text) => parse_duration(&text).map(Seconds).map_err(de::Error::custom),
+            Raw::Text(text) => parse_duration(&text)
+                .map(Seconds)
+                .map_err(de::Error::custom),
         }
     }
 }

@@ -461,7 +461,7 @@ mod tests {
         );
         assert_eq!(
             listed.problems,
-            ["no snapshot taken: cannot list snapshots: lvs: volume group not found"]
+            ["no snapshot taken: cannot choose a snapshot name: lvs: volume group not found"]
         );
         assert!(fx.latest().complete);
 

@@ -84,7 +84,8 @@ impl DirBackend {
             .run(&mut self.copy_command(temp))
             .with_context(|| format!("copying {} to {}", self.root.display(), temp.display()))?;
         drop_lock_dir(temp)?;
-        let meta = fs::symlink_metadata(temp).with_context(|| format!("stat {}", temp.display()))?;
+        let meta =
+            fs::symlink_metadata(temp).with_context(|| format!("stat {}", temp.display()))?;
         strip_write_bits(temp, &meta)
             .with_context(|| format!("making {} read-only", temp.display()))?;
         self.snapdir.sync_filesystem(temp)
@@ -283,7 +284,11 @@ mod tests {
         assert!(!snap.join(".lock").exists());
         assert_eq!(fs::metadata(&snap).unwrap().modified().unwrap(), old);
         assert_eq!(fs::read(snap.join("sub/file")).unwrap(), b"data");
-        assert_eq!(fs::metadata(&snap).unwrap().mode() & 0o222, 0, "top directory writable");
+        assert_eq!(
+            fs::metadata(&snap).unwrap().mode() & 0o222,
+            0,
+            "top directory writable"
+        );
         for p in ["sub", "sub/file"] {
             assert_eq!(
                 fs::metadata(snap.join(p)).unwrap().mode(),

@@ -26,14 +26,20 @@ impl SnapshotName {
     }
 
     /// The next free name for `date`, given the names that exist.
-    pub fn next_free<'a>(date: Date, existing: impl IntoIterator<Item = &'a SnapshotName>) -> SnapshotName {
+    pub fn next_free<'a>(
+        date: Date,
+        existing: impl IntoIterator<Item = &'a SnapshotName>,
+    ) -> SnapshotName {
         let last = existing
             .into_iter()
             .filter(|n| n.date == date)
             .map(|n| n.revision)
             .max()
             .unwrap_or(0);
-        SnapshotName { date, revision: last + 1 }
+        SnapshotName {
+            date,
+            revision: last + 1,
+        }
     }
 
     /// ISO year and week of the date.
@@ -112,20 +118,39 @@ mod tests {
 
     #[test]
     fn malformed_names_are_rejected() {
-        for bad in ["", "20240101", "20240101-", "20240101-0", "2024011-1", "20241301-1",
-                    "20240101-1-2", "x20240101-1", "20240101-1x", "20240230-1", "20240101--1"] {
+        for bad in [
+            "",
+            "20240101",
+            "20240101-",
+            "20240101-0",
+            "2024011-1",
+            "20241301-1",
+            "20240101-1-2",
+            "x20240101-1",
+            "20240101-1x",
+            "20240230-1",
+            "20240101--1",
+        ] {
             assert!(bad.parse::<SnapshotName>().is_err(), "{bad} accepted");
         }
     }
 
     #[test]
     fn next_free_counts_past_the_highest_revision() {
-        let names: Vec<SnapshotName> =
-            ["20240101-1", "20240101-3", "20240102-7"].iter().map(|s| s.parse().unwrap()).collect();
+        let names: Vec<SnapshotName> = ["20240101-1", "20240101-3", "20240102-7"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         let day = "20240101-1".parse::<SnapshotName>().unwrap().date;
-        assert_eq!(SnapshotName::next_free(day, &names).to_string(), "20240101-4");
+        assert_eq!(
+            SnapshotName::next_free(day, &names).to_string(),
+            "20240101-4"
+        );
         let other = jiff::civil::date(2024, 1, 3);
-        assert_eq!(SnapshotName::next_free(other, &names).to_string(), "20240103-1");
+        assert_eq!(
+            SnapshotName::next_free(other, &names).to_string(),
+            "20240103-1"
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::num::NonZeroUsize;
 /// Relative path naming a unit's data under ROOT and its logs under `ROOT/Logs` (`rsync/octopus`).
 /// Archive sets use it as the archive name, so these strings are a compatibility contract
 /// (core-rsync-coda.md §11).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct UnitRoot(String);
 
@@ -41,8 +43,7 @@ impl UnitRoot {
 
 /// Rejects empty, `.`, `..`, and components containing `/` or NUL (BUG-4, BUG-C7).
 pub fn check_component(part: &str) -> Result<(), String> {
-    if part.is_empty() || part == "." || part == ".." || part.contains('/') || part.contains('\0')
-    {
+    if part.is_empty() || part == "." || part == ".." || part.contains('/') || part.contains('\0') {
         return Err(format!(
             "`{part}` cannot be used as a directory name (empty, `.`, `..`, or contains `/`)"
         ));

@@ -46,9 +46,15 @@ fn parent(path: &Path) -> &Path {
 
 /// A fresh temporary name beside `path`: `.backup-tmp<pid>-<random>-<name>`.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let nonce: u32 = rand::random();
-    parent(path).join(format!("{TEMP_PREFIX}{}-{nonce:08x}-{name}", std::process::id()))
+    parent(path).join(format!(
+        "{TEMP_PREFIX}{}-{nonce:08x}-{name}",
+        std::process::id()
+    ))
 }
 
 #[cfg(test)]

@@ -50,7 +50,11 @@ pub fn acquire(root: &Path, name: &str) -> anyhow::Result<Lock> {
 /// never fills the system disk when the backup volume is missing). `root` must be normalised.
 pub fn require_mounted(root: &Path) -> anyhow::Result<()> {
     let parent = root.parent().unwrap_or(Path::new("/"));
-    let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).with_context(|| format!("stat {}", p.display()));
+    let dev = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.dev())
+            .with_context(|| format!("stat {}", p.display()))
+    };
     if dev(root)? == dev(parent)? {
         bail!(
             "backup filesystem is not mounted at {} (it is on the same device as {}); \

@@ -24,7 +24,11 @@ pub struct ProcessError {
 
 fn stderr_suffix(stderr: &str) -> String {
     let trimmed = stderr.trim();
-    if trimmed.is_empty() { String::new() } else { format!(": {trimmed}") }
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!(": {trimmed}")
+    }
 }
 
 /// The command line of `cmd` for messages and logs, words joined by spaces (as the original).
@@ -48,14 +52,12 @@ pub fn output(cmd: &mut Command) -> Result<Output, ProcessError> {
 
 /// Runs `cmd` capturing its output, whatever its exit status (only a failure to start errors).
 pub fn output_any_status(cmd: &mut Command) -> Result<Output, ProcessError> {
-    cmd.stdin(Stdio::null())
-        .output()
-        .map_err(|e| ProcessError {
-            command: display(cmd),
-            outcome: format!("could not be started: {e}"),
-            code: None,
-            stderr: String::new(),
-        })
+    cmd.stdin(Stdio::null()).output().map_err(|e| ProcessError {
+        command: display(cmd),
+        outcome: format!("could not be started: {e}"),
+        code: None,
+        stderr: String::new(),
+    })
 }
 
 /// Builds the error for a finished, unsuccessful `cmd`.
@@ -68,7 +70,9 @@ pub fn failure(cmd: &Command, out: &Output) -> ProcessError {
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     let start = stderr.len().saturating_sub(STDERR_TAIL);
-    let start = (start..stderr.len()).find(|&i| stderr.is_char_boundary(i)).unwrap_or(start);
+    let start = (start..stderr.len())
+        .find(|&i| stderr.is_char_boundary(i))
+        .unwrap_or(start);
     ProcessError {
         command: display(cmd),
         outcome,
@@ -97,7 +101,10 @@ mod tests {
         let err = output(&mut command("sh", ["-c", "echo boom >&2; exit 3"])).unwrap_err();
         assert_eq!(err.code, Some(3));
         let text = err.to_string();
-        assert!(text.contains("sh -c") && text.contains("status 3") && text.contains("boom"), "{text}");
+        assert!(
+            text.contains("sh -c") && text.contains("status 3") && text.contains("boom"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -126,7 +126,12 @@ mod conformance {
             Refusal::PermissionBits => {
                 // Only the top directory is read-only; modes below are data (dir.rs).
                 let mode = fs::metadata(&snap).unwrap().mode();
-                assert_eq!(mode & 0o222, 0, "{} has write bits: {mode:o}", snap.display());
+                assert_eq!(
+                    mode & 0o222,
+                    0,
+                    "{} has write bits: {mode:o}",
+                    snap.display()
+                );
                 if !require::root() {
                     let err = fs::write(snap.join("new"), "x").unwrap_err();
                     assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);

@@ -55,8 +55,12 @@ impl Source for Coda {
                     let short = server.split('.').next().unwrap_or(server);
                     let root = UnitRoot::from_components(&["coda", short, volume])
                         .map_err(anyhow::Error::msg)?;
-                    let mut backup_args =
-                        vec!["coda".into(), "backup".into(), server.clone(), volume.clone()];
+                    let mut backup_args = vec![
+                        "coda".into(),
+                        "backup".into(),
+                        server.clone(),
+                        volume.clone(),
+                    ];
                     if !config.settings.coda_full_probability.roll(rng) {
                         backup_args.push("--incremental".into());
                     }
