@@ -105,6 +105,10 @@ pub struct Settings {
     /// rsync `--bwlimit` value, e.g. `10M` (default: none).
     #[serde(default)]
     pub rsync_bwlimit: Option<String>,
+    /// Update changed files in place (`--inplace`), so their unchanged blocks stay shared with
+    /// older snapshots (default true; hard links are made safe first, see rsync/hardlinks.rs).
+    #[serde(default = "default_true")]
+    pub rsync_inplace: bool,
     /// rsync `--timeout`: abort when no data moves for this long (default 600 s; 0 disables).
     #[serde(default = "default_rsync_timeout")]
     pub rsync_timeout: Seconds,
@@ -149,6 +153,9 @@ fn default_rsync() -> String {
 }
 fn default_scrub_probability() -> Probability {
     Probability::new(0.0166)
+}
+fn default_true() -> bool {
+    true
 }
 fn default_rsync_timeout() -> Seconds {
     Seconds(600)

@@ -175,7 +175,7 @@ fn backup_over_sshd_keeps_metadata_as_fake_super_xattrs() {
     // The exact command line, with the ssh options unchanged (only the program is the wrapper).
     let expected_start = format!(
         "rsync -aHRxi --acls --xattrs --fake-super --delete --delete-excluded --numeric-ids \
-         --stats --timeout=600 --rsh={} -o BatchMode=yes -o StrictHostKeyChecking=accept-new \
+         --stats --inplace --timeout=600 --rsh={} -o BatchMode=yes -o StrictHostKeyChecking=accept-new \
          -o ConnectTimeout=30 -o ServerAliveInterval=30 -o ServerAliveCountMax=4 \
          --exclude=*.tmp --exclude={src}/skipme root@{HOST1}:{src} {}",
         env.sshd.ssh_program().display(),
@@ -767,7 +767,7 @@ fn bug_20_breaking_a_hard_link_on_the_host_keeps_the_other_name_intact() {
 }
 
 #[test]
-fn bug_20_an_interrupted_transfer_keeps_the_previous_good_copy() {
+fn bug_20_without_inplace_an_interrupted_transfer_keeps_the_live_good_copy() {
     let Some(env) = Env::new() else { return };
     let big = env.src().join("big");
     let data = |seed: u8| -> Vec<u8> {
@@ -792,7 +792,9 @@ fn bug_20_an_interrupted_transfer_keeps_the_previous_good_copy() {
         .set_modified(past)
         .unwrap();
     let hosts = format!("  {HOST1}:\n    mounts: [{}]\n", env.src().display());
-    env.config("  rsync-bwlimit: 500\n", &hosts);
+    // Without --inplace the live copy itself survives; with it, the previous snapshot does
+    // (tests/it/e2e.rs).
+    env.config("  rsync-bwlimit: 500\n  rsync-inplace: false\n", &hosts);
     let mut child = {
         use std::os::unix::process::CommandExt;
         Command::new(env!("CARGO_BIN_EXE_deltaic"))
@@ -859,4 +861,118 @@ fn bug_20_an_interrupted_transfer_keeps_the_previous_good_copy() {
     env.deltaic(["rsync", "backup", HOST1]).success();
     assert!(fs::read(&copy).unwrap() == data(2));
     assert_eq!(others(), Vec::<String>::new());
+}
+
+/// Exclusive bytes of `file` on btrfs (`btrfs filesystem du --raw`): what is not shared with
+/// any other file or snapshot.
+fn btrfs_exclusive_bytes(file: &Path) -> u64 {
+    let mnt = file.parent().unwrap();
+    let sync = Command::new("btrfs")
+        .args(["filesystem", "sync"])
+        .arg(mnt)
+        .status()
+        .unwrap();
+    assert!(sync.success());
+    let out = Command::new("btrfs")
+        .args(["filesystem", "du", "--raw"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(1).expect("a line per file");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn inplace_shares_unchanged_blocks_and_never_writes_through_a_hard_link() {
+    use crate::harness::btrfs::BtrfsLoop;
+    let Some(env) = Env::new() else { return };
+    let Some(fs_) = BtrfsLoop::start() else {
+        return;
+    };
+    let src = env.src();
+    // Non-repeating data (xorshift), so rsync's delta finds each block only at its own offset.
+    let block = |seed: u64, mib: usize| -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..mib << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    fs::write(src.join("a"), block(1, 1)).unwrap();
+    fs::hard_link(src.join("a"), src.join("b")).unwrap();
+    fs::write(src.join("big"), block(2, 8)).unwrap();
+    let root = fs_.path().join("root");
+    let text = format!(
+        "settings:\n  root: {}\n  snapshot-backend: dir\n  snapshot-dir: {}\nrsync:\n  {HOST1}:\n    \
+         mounts: [{}]\n",
+        root.display(),
+        fs_.path().join("snaps").display(),
+        src.display()
+    );
+    fs::write(env.path("deltaic.conf"), text).unwrap();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    let backed = |rel: &str| {
+        root.join("rsync/host1")
+            .join(src.join(rel).strip_prefix("/").unwrap())
+    };
+    assert_eq!(fs::metadata(backed("a")).unwrap().nlink(), 2);
+
+    // Keep the first backup's copy of `big` as a reflink (what a snapshot does), then change
+    // 1 MiB of it in place on the host, and break the a/b link there with new content in b.
+    let kept = fs_.path().join("big.kept");
+    let cp = Command::new("cp")
+        .args(["--reflink=always"])
+        .arg(backed("big"))
+        .arg(&kept)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(src.join("big"))
+            .unwrap();
+        f.seek(SeekFrom::Start(3 << 20)).unwrap();
+        f.write_all(&block(9, 1)).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30))
+            .unwrap();
+    }
+    fs::remove_file(src.join("b")).unwrap();
+    fs::write(src.join("b"), block(3, 1)).unwrap();
+    // Same size as before: give it another mtime, or rsync's quick check (same second) skips it.
+    fs::File::options()
+        .write(true)
+        .open(src.join("b"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 29))
+        .unwrap();
+
+    let run = env.deltaic(["rsync", "backup", HOST1]).success();
+    assert!(run.stdout().contains("--inplace"), "{}", run.stdout());
+    assert!(
+        fs::read(backed("a")).unwrap() == block(1, 1),
+        "a was written through b's link"
+    );
+    assert!(fs::read(backed("b")).unwrap() == block(3, 1));
+    assert!(fs::read(backed("big")).unwrap() == fs::read(src.join("big")).unwrap());
+    assert!(
+        fs::read(&kept).unwrap() == block(2, 8),
+        "the kept copy changed"
+    );
+    let exclusive = btrfs_exclusive_bytes(&backed("big"));
+    assert!(
+        exclusive <= 2 << 20,
+        "an 8 MiB file with 1 MiB changed costs {exclusive} exclusive bytes: blocks not shared"
+    );
 }

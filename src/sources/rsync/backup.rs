@@ -7,13 +7,15 @@
 //! mismatches).
 //!
 //! The argv is the original's, in the original's order, with these changes:
-//! * `--partial` is dropped (BUG-20): rsync then writes each file to a temporary name and
-//!   renames it into place only when complete, so an interrupted run never leaves a truncated
-//!   file where the good copy was; the next run re-sends the file, using the old copy as its
-//!   delta basis. (`--inplace` is not an option: with `-H` it writes new data through hard links
-//!   of the backup, so breaking a link on the host corrupts the other names of the file.
-//!   `--partial-dir` is not either: `--delete-excluded` deletes the partial directory before
-//!   the transfer can resume from it.)
+//! * `--partial` is dropped (BUG-20): an interrupted transfer must never replace a good copy
+//!   with a truncated one.
+//! * `--inplace` after `--stats` (setting `rsync-inplace`, default true; per host `inplace`):
+//!   rsync rewrites only the changed blocks of a changed file, so the unchanged ones stay shared
+//!   with older snapshots and a snapshot costs about what changed, not whole files. Hard links
+//!   of the backup are given their own inodes first (see [`hardlinks`]), because rsync would
+//!   otherwise write through them; where the filesystem cannot clone, rsync runs without
+//!   `--inplace`. A file interrupted mid-update keeps a wrong mtime, so the next run sends it
+//!   again; its old content stays in the previous snapshot, and the run is recorded partial.
 //! * `--timeout=<rsync-timeout>` when non-zero and `--bwlimit=<rsync-bwlimit>` when set, after
 //!   `--stats`;
 //! * `--rsh` carries the ssh options of [`Ssh`] (never `StrictHostKeyChecking=no`);
@@ -23,6 +25,7 @@
 //!   backup), and `pre`/`post` run with `sh -c`.
 
 use super::config::RsyncHost;
+use super::hardlinks::{self, Unshared};
 use super::ssh::Ssh;
 use super::transfer::{self, Transfer};
 use crate::config::{Config, Settings, SnapshotBackendKind};
@@ -49,7 +52,16 @@ pub fn run(config: &Config, host: &str, scrub: bool) -> anyhow::Result<ExitCode>
         Some(Ssh::from_settings(&config.settings)?)
     };
     let dest = config.root().join("rsync").join(alias);
-    let argv = backup_argv(&config.settings, host, info, &dest, ssh.as_ref(), scrub);
+    let inplace = info.inplace.unwrap_or(config.settings.rsync_inplace) && inplace_is_safe(&dest);
+    let argv = backup_argv(
+        &config.settings,
+        host,
+        info,
+        &dest,
+        ssh.as_ref(),
+        scrub,
+        inplace,
+    );
     let hooks = Hooks {
         ssh: ssh.as_ref(),
         user: info.user(),
@@ -112,6 +124,23 @@ fn require_backup_filesystem(config: &Config) -> anyhow::Result<()> {
     }
 }
 
+/// Prepares `dest` for `--inplace` (see [`hardlinks`]); false when rsync must run without it.
+fn inplace_is_safe(dest: &Path) -> bool {
+    match hardlinks::unshare(dest) {
+        Ok(Unshared::Done(split)) => {
+            if split > 0 {
+                tracing::info!("gave {split} hard-linked file(s) their own inode before --inplace");
+            }
+            true
+        }
+        Ok(Unshared::CannotClone) => false,
+        Err(err) => {
+            tracing::warn!("{err:#}; rsync runs without --inplace this time");
+            false
+        }
+    }
+}
+
 /// The rsync command line (program first), in the original's order (see the module doc).
 pub fn backup_argv(
     settings: &Settings,
@@ -120,6 +149,7 @@ pub fn backup_argv(
     dest: &Path,
     ssh: Option<&Ssh>,
     scrub: bool,
+    inplace: bool,
 ) -> Vec<OsString> {
     let mut argv: Vec<OsString> = vec![settings.rsync_local_binary.clone().into(), "-aHRxi".into()];
     let fake_super = if ssh.is_some() {
@@ -138,6 +168,9 @@ pub fn backup_argv(
     }
     argv.push("--numeric-ids".into());
     argv.push("--stats".into());
+    if inplace {
+        argv.push("--inplace".into());
+    }
     if let Some(timeout) = settings.rsync_timeout.limit() {
         argv.push(format!("--timeout={}", timeout.as_secs()).into());
     }
@@ -306,13 +339,25 @@ mod tests {
     }
 
     fn argv(config: &Config, host: &str, scrub: bool) -> Vec<String> {
+        argv_inplace(config, host, scrub, false)
+    }
+
+    fn argv_inplace(config: &Config, host: &str, scrub: bool, inplace: bool) -> Vec<String> {
         let info = &config.rsync[host].value;
         let ssh = (!info.local).then(|| Ssh::new("ssh".into(), &config.settings).unwrap());
         let dest = config.root().join("rsync").join(info.alias(host));
-        backup_argv(&config.settings, host, info, &dest, ssh.as_ref(), scrub)
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect()
+        backup_argv(
+            &config.settings,
+            host,
+            info,
+            &dest,
+            ssh.as_ref(),
+            scrub,
+            inplace,
+        )
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect()
     }
 
     const RSH: &str = "--rsh=ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new \
@@ -340,6 +385,15 @@ mod tests {
                 "/srv/backup/rsync/host1",
             ]
         );
+    }
+
+    #[test]
+    fn inplace_follows_stats() {
+        let c = config("", "  host1.example.org:\n    mounts: [/]\n");
+        let argv = argv_inplace(&c, "host1.example.org", false, true);
+        let stats = argv.iter().position(|a| a == "--stats").unwrap();
+        assert_eq!(argv[stats + 1], "--inplace");
+        assert_eq!(argv.iter().filter(|a| *a == "--inplace").count(), 1);
     }
 
     #[test]

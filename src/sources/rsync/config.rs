@@ -30,6 +30,9 @@ pub struct RsyncHost {
     /// Patterns excluded on this host, after the global `rsync-exclude` ones.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Overrides the global `rsync-inplace` for this host.
+    #[serde(default)]
+    pub inplace: Option<bool>,
     /// Back up paths of this machine directly, without ssh (the host name is then only a label);
     /// `pre` and `post` run locally with `sh -c`, and the backup root is never copied into itself.
     #[serde(default)]

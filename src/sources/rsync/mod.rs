@@ -12,6 +12,7 @@ mod backup;
 pub mod command;
 mod config;
 pub mod filter;
+mod hardlinks;
 mod restore;
 pub mod ssh;
 pub mod transfer;
