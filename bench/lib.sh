@@ -36,8 +36,8 @@ build_deltaic() {
   export DELTAIC_ALLOW_ROOT=1
 }
 
-# start_sshd: private sshd on a free port; writes $WORK/home/.ssh/config so that host
-# `bench.example.test` reaches it. Sets SSH_HOME, SSH_CONFIG.
+# start_sshd: private sshd on a free port; writes an ssh config in which host
+# `bench.example.test` reaches it. Sets SSH_HOME, SSH_CONFIG, DELTAIC_SSH.
 start_sshd() {
   mkdir -p /run/sshd "$WORK/sshd" "$WORK/home/.ssh"
   ssh-keygen -q -t ed25519 -N '' -f "$WORK/sshd/hostkey"
@@ -71,6 +71,12 @@ Host bench.example.test
   UserKnownHostsFile $WORK/home/.ssh/known_hosts
   StrictHostKeyChecking accept-new
 CONF
+  # OpenSSH reads ~/.ssh/config from the password database, not $HOME: deltaic runs ssh
+  # through this wrapper instead (DELTAIC_SSH), with every option it builds passed unchanged.
+  SSH_WRAPPER=$WORK/ssh-wrapper
+  printf '#!/bin/sh\nexec ssh -F %s "$@"\n' "$SSH_CONFIG" > "$SSH_WRAPPER"
+  chmod +x "$SSH_WRAPPER"
+  export DELTAIC_SSH=$SSH_WRAPPER
   local i
   for i in $(seq 50); do
     ssh -F "$SSH_CONFIG" -o BatchMode=yes bench.example.test true 2>/dev/null && return 0
@@ -84,7 +90,7 @@ CONF
 mount_btrfs() {
   local size=$1 dir=$2
   truncate -s "$size" "$dir.img"
-  mkfs.btrfs -q "$dir.img"
+  mkfs.btrfs -q "$dir.img" >/dev/null 2>&1
   mkdir -p "$dir"
   mount -o loop "$dir.img" "$dir"
   CLEANUP+=("umount -l '$dir'; rm -f '$dir.img'")
