@@ -351,12 +351,9 @@ mod tests {
         assert!(!manifest::is_complete(fx.dir.path(), &expected));
     }
 
-    #[test]
-    fn a_clean_run_is_complete_and_numbers_its_snapshot_after_todays() {
-        let fx = Fixture::new();
-        let today = ZonedDateTime::now().date();
-        let first = SnapshotName::first_of(today).to_string();
-        let mut outcome = RunOutcome {
+    /// A run outcome with no units, asking for a snapshot.
+    fn empty_outcome() -> RunOutcome {
+        RunOutcome {
             manifest: summary::build_manifest(
                 &ZonedDateTime::now(),
                 &ZonedDateTime::now(),
@@ -366,7 +363,15 @@ mod tests {
             snapshot: None,
             snapshot_requested: true,
             problems: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn a_clean_run_is_complete_and_numbers_its_snapshot_after_todays() {
+        let fx = Fixture::new();
+        let today = ZonedDateTime::now().date();
+        let first = SnapshotName::first_of(today).to_string();
+        let mut outcome = empty_outcome();
         record_and_snapshot(
             fx.dir.path(),
             &mut outcome,
@@ -412,17 +417,7 @@ mod tests {
     fn a_failed_snapshot_fails_the_run_and_leaves_no_record_for_it() {
         let fx = Fixture::new();
         let today = jiff::civil::date(2024, 5, 6);
-        let mut outcome = RunOutcome {
-            manifest: summary::build_manifest(
-                &ZonedDateTime::now(),
-                &ZonedDateTime::now(),
-                &[],
-                vec![],
-            ),
-            snapshot: None,
-            snapshot_requested: true,
-            problems: vec![],
-        };
+        let mut outcome = empty_outcome();
         record_and_snapshot(
             fx.dir.path(),
             &mut outcome,
@@ -441,17 +436,7 @@ mod tests {
     #[test]
     fn a_backend_that_cannot_list_or_open_fails_the_run_but_the_manifest_is_written() {
         let fx = Fixture::new();
-        let fresh = || RunOutcome {
-            manifest: summary::build_manifest(
-                &ZonedDateTime::now(),
-                &ZonedDateTime::now(),
-                &[],
-                vec![],
-            ),
-            snapshot: None,
-            snapshot_requested: true,
-            problems: vec![],
-        };
+        let fresh = empty_outcome;
         let mut listed = fresh();
         record_and_snapshot(
             fx.dir.path(),
