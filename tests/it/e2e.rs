@@ -2,9 +2,9 @@
 //! sshd on 127.0.0.1 into a btrfs subvolume on a loop device (`snapshot-backend: btrfs`), and
 //! the tests check what the admin relies on: the data with its metadata (`--fake-super` xattrs,
 //! core-rsync-coda.md §9.6), the read-only snapshot and whether its run was complete (§5.9), the
-//! unit logs (§4.4), the run manifest; a failing host; a crash in the middle of a transfer; the
-//! run lock between two real processes; prune on real snapshots (§6); and the README's
-//! quickstart script.
+//! unit logs (§4.4), the run manifest; a failing host; a crash in the middle of a transfer and
+//! one while the snapshot is being taken; the run lock between two real processes; prune on real
+//! snapshots (§6); and the README's quickstart script.
 
 use crate::harness::btrfs::BtrfsLoop;
 use crate::harness::deltaic::{
@@ -472,6 +472,63 @@ fn a_run_killed_mid_transfer_like_a_power_loss_keeps_the_last_snapshot_and_the_r
         "{out}"
     );
     assert_log_frame(&out, HOST1, 0);
+}
+
+#[test]
+fn a_run_crashed_while_snapshotting_leaves_no_snapshot_and_no_record_that_misleads_later() {
+    let Some(w) = World::start() else { return };
+    let good = w.source("good");
+    fs::write(good.join("file"), "data\n").unwrap();
+    let missing = w.path("not-on-the-host");
+    w.config(
+        "",
+        &(host(HOST1, &good, "") + &host(HOST2, &missing, "    alias: octopus\n")),
+    );
+    // A btrfs that makes the snapshot, then hangs before deltaic can publish it.
+    let marker = w.path("snapshotting");
+    let slow_btrfs = w.path("slow-btrfs");
+    fs::write(
+        &slow_btrfs,
+        format!(
+            "#!/bin/sh\nbtrfs \"$@\" || exit\n[ \"$1 $2\" = 'subvolume snapshot' ] || exit 0\n\
+             touch '{}'\nexec sleep 60\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    tree::chmod(&slow_btrfs, 0o755);
+    let mut run = w.deltaic().env("DELTAIC_BTRFS", &slow_btrfs).spawn(["run"]);
+    wait_until("the snapshot", Duration::from_secs(20), || marker.exists());
+    assert_eq!(process::crash(&mut run), 0, "the units were done");
+
+    // The half-made snapshot is not listed, though the crashed (partial) run recorded it.
+    let snap = today(1);
+    let snapdir = w.fs.path().join("snapshots");
+    assert!(snapdir.join(format!(".tmp-{snap}")).exists());
+    assert_eq!(w.ls(), "");
+    assert_eq!(run_record(&w.root(), &snap)["complete"], false);
+
+    // A manual snapshot takes that free name: it is no run's, so it counts as complete, and
+    // the leftover is gone.
+    let manual = w.deltaic().expect(["snapshot"], 0);
+    assert_eq!(manual.stdout, format!("{snap}\n"));
+    assert!(
+        manual
+            .stderr
+            .contains("a run crashed before taking snapshot"),
+        "{}",
+        manual.stderr
+    );
+    assert_eq!(w.ls(), format!("{snap} complete\n"));
+    let entries: Vec<String> = fs::read_dir(&snapdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, [snap.as_str()]);
+
+    // The next run snapshots normally, recorded as partial (host2 still fails).
+    w.deltaic().expect(["run"], 1);
+    assert_eq!(w.ls(), format!("{snap} complete\n{} partial\n", today(2)));
 }
 
 #[test]

@@ -97,15 +97,19 @@ impl Deltaic {
         ran
     }
 
-    /// Starts `deltaic ARGS` in the background with stdout and stderr piped.
+    /// Starts `deltaic ARGS` in the background with stdout and stderr piped, as the leader of
+    /// a new process group (so that [`super::process::crash`] can take down whatever it runs
+    /// itself, e.g. a snapshot tool, without signalling the test).
     pub fn spawn<I, S>(&self, args: I) -> Child
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        use std::os::unix::process::CommandExt;
         self.command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .unwrap()
     }

@@ -1,6 +1,8 @@
 //! Killing a `deltaic run` as a machine crash would: the run and every unit's process group
 //! (a unit child leads its own group, with ssh and rsync in it) stop at the same instant and
 //! never run another instruction, so nothing gets to clean up, write a footer or a manifest.
+//! The run itself must lead its own group ([`super::deltaic::Deltaic::spawn`] does that), which
+//! takes down what it runs directly too (e.g. `btrfs subvolume snapshot`).
 
 use rustix::process::{Pid, Signal};
 use std::fs;
@@ -64,24 +66,30 @@ fn signal_group(pgrp: i32, signal: Signal) {
     let _ = rustix::process::kill_process_group(Pid::from_raw(pgrp).unwrap(), signal);
 }
 
-/// Simulates a power loss under the running `deltaic run` `run`: freezes it and all its units'
-/// process groups (SIGSTOP), then SIGKILLs them all, reaps `run`, and waits until no process of
-/// those groups is left. Returns how many unit groups were killed.
+/// Simulates a power loss under the running `deltaic run` `run` (started by
+/// [`super::deltaic::Deltaic::spawn`], so it leads its own process group): freezes its group
+/// and all its units' groups (SIGSTOP), then SIGKILLs them all, reaps `run`, and waits until no
+/// process of those groups is left. Returns how many unit groups were killed.
 pub fn crash(run: &mut Child) -> usize {
-    let run_pid = Pid::from_child(run);
-    rustix::process::kill_process(run_pid, Signal::STOP).unwrap();
-    // Frozen, the run can start no new unit; its children are the unit group leaders.
-    let groups = child_groups(run.id());
-    for &g in &groups {
+    let run_group = run.id() as i32;
+    assert!(
+        processes()
+            .iter()
+            .any(|p| p.pid == run_group && p.pgrp == run_group),
+        "the run must lead its own process group"
+    );
+    signal_group(run_group, Signal::STOP);
+    // Frozen, the run can start no new unit; its children leading groups are its units.
+    let units = child_groups(run.id());
+    for &g in &units {
         signal_group(g, Signal::STOP);
     }
-    rustix::process::kill_process(run_pid, Signal::KILL).unwrap();
-    for &g in &groups {
+    for &g in units.iter().chain([&run_group]) {
         signal_group(g, Signal::KILL);
     }
     run.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    for &g in &groups {
+    for &g in units.iter().chain([&run_group]) {
         while !live_members(g).is_empty() {
             assert!(
                 Instant::now() < deadline,
@@ -91,5 +99,5 @@ pub fn crash(run: &mut Child) -> usize {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    groups.len()
+    units.len()
 }
