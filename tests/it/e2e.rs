@@ -538,7 +538,7 @@ fn a_second_run_is_refused_while_the_first_holds_the_lock_and_the_first_complete
     big_files(&src, 3, 2 * MIB, 1);
     // 6 MiB at 2000 KiB/s: about 3 s.
     w.config("  rsync-bwlimit: 2000\n", &host(HOST1, &src, ""));
-    let first = w.deltaic().spawn(["run"]);
+    let mut first = w.deltaic().spawn(["run"]);
     // Once rsync writes into ROOT, the run holds the run lock and its unit the host's lock.
     let dest = backup_of(&w.root(), "host1", &src);
     let receiving = || {
@@ -568,7 +568,6 @@ fn a_second_run_is_refused_while_the_first_holds_the_lock_and_the_first_complete
         "{}",
         manual.stderr
     );
-    let mut first = first;
     assert!(
         first.try_wait().unwrap().is_none(),
         "the first run must still be running, or the refusals prove nothing"
@@ -586,8 +585,7 @@ fn a_second_run_is_refused_while_the_first_holds_the_lock_and_the_first_complete
 #[test]
 fn prune_keeps_todays_btrfs_snapshots_simulates_later_and_removes_for_real() {
     let Some(w) = World::local() else { return };
-    let src = w.source("data");
-    fs::write(src.join("file"), "content\n").unwrap();
+    fs::write(w.root().join("file"), "content\n").unwrap();
     let missing = w.path("missing");
     w.config(
         "",
