@@ -673,6 +673,10 @@ fn prune_keeps_todays_btrfs_snapshots_simulates_later_and_removes_for_real() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left, [s2.as_str()]);
+    assert_eq!(
+        fs::read_to_string(w.snapshot(&s2).join("file")).unwrap(),
+        "content\n"
+    );
     assert!(!w.root().join(format!(".deltaic/runs/{s3}.json")).exists());
     assert_eq!(
         w.deltaic()
