@@ -6,6 +6,8 @@
 #
 # SOURCE_DIR defaults to this repository's src/ folder; WORK_DIR to /tmp/deltaic-quickstart.
 # Run it twice: the second run transfers nothing and makes a second snapshot.
+# With DELTAIC_BIN=/path/to/deltaic set, that binary is used and nothing is built (the tests
+# run the quickstart this way with their debug build).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source_dir=$(cd "${1:-$here/src}" && pwd)
@@ -13,20 +15,27 @@ work=${2:-/tmp/deltaic-quickstart}
 
 need_apt=()
 command -v rsync >/dev/null || need_apt+=(rsync)
-command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+[ -n "${DELTAIC_BIN:-}" ] || command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "Installing ${need_apt[*]} (Debian packages)..."
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
-if ! command -v cargo >/dev/null; then
-  echo "error: cargo (Rust 1.95 or newer) is needed: see https://rustup.rs, then run this again" >&2
-  exit 1
+if [ -n "${DELTAIC_BIN:-}" ]; then
+  if [ ! -x "$DELTAIC_BIN" ]; then
+    echo "error: DELTAIC_BIN=$DELTAIC_BIN is not an executable file" >&2
+    exit 1
+  fi
+  deltaic=$DELTAIC_BIN
+else
+  if ! command -v cargo >/dev/null; then
+    echo "error: cargo (Rust 1.95 or newer) is needed: see https://rustup.rs, then run this again" >&2
+    exit 1
+  fi
+  echo "Building deltaic (release)..."
+  (cd "$here" && cargo build --release --locked --quiet)
+  deltaic=$here/target/release/deltaic
 fi
-
-echo "Building deltaic (release)..."
-(cd "$here" && cargo build --release --locked --quiet)
-deltaic=$here/target/release/deltaic
 
 mkdir -p "$work/backup"
 config=$work/deltaic.conf

@@ -5,8 +5,9 @@
 use crate::config::{Config, SnapshotBackendKind};
 use crate::run::manifest;
 use crate::snapshot::{self, SnapshotBackend, SnapshotName, UsageRow};
-use crate::util::{humanize, lock};
+use crate::util::{atomic_file, humanize, lock};
 use anyhow::Context;
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Options of `deltaic ls`.
@@ -203,21 +204,58 @@ pub fn snapshot(config: &Config, _args: SnapshotArgs) -> anyhow::Result<ExitCode
     }
     let _lock = lock::acquire(root, "backup")?;
     let backend = snapshot::open(config)?;
-    let name = take_snapshot(backend.as_ref(), jiff::ZonedDateTime::now().date())?;
+    let name = take_snapshot(backend.as_ref(), root, jiff::ZonedDateTime::now().date())?;
     println!("{name}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Creates the next free snapshot of `date` and returns its name.
+///
+/// A run record for that free name can only be left by a `deltaic run` that crashed between
+/// writing its manifest and making its snapshot (§5.9). It does not describe this snapshot, so
+/// it is deleted first: a snapshot made here has no record and counts as complete, as documented
+/// (otherwise `ls` and `prune` would take the crashed run's word, e.g. `partial`).
 fn take_snapshot(
     backend: &dyn SnapshotBackend,
+    root: &Path,
     date: jiff::civil::Date,
 ) -> anyhow::Result<SnapshotName> {
     let name = backend.next_name(date)?;
+    discard_stale_record(root, &name)?;
     backend
         .create(&name)
         .with_context(|| format!("taking snapshot {name}"))?;
     Ok(name)
+}
+
+/// Durably deletes the run record of the not yet existing snapshot `name`, if there is one.
+fn discard_stale_record(root: &Path, name: &SnapshotName) -> anyhow::Result<()> {
+    let path = manifest::record_path(root, name);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            tracing::warn!(
+                "deleted {}: a run crashed before taking snapshot {name}, which this new \
+                 snapshot is not",
+                path.display()
+            );
+            let dir = path.parent().unwrap_or(root);
+            atomic_file::sync_dir(dir).with_context(|| {
+                format!(
+                    "syncing {} after deleting {}",
+                    dir.display(),
+                    path.display()
+                )
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "deleting the stale run record {} (left by a crashed run); delete it by hand, \
+                 or snapshot {name} would be described by that run",
+                path.display()
+            )
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -300,14 +338,43 @@ mod tests {
         );
         let day = jiff::civil::date(2024, 1, 1);
         assert_eq!(
-            take_snapshot(&backend, day).unwrap().to_string(),
+            take_snapshot(&backend, &root, day).unwrap().to_string(),
             "20240101-1"
         );
         assert_eq!(
-            take_snapshot(&backend, day).unwrap().to_string(),
+            take_snapshot(&backend, &root, day).unwrap().to_string(),
             "20240101-2"
         );
         assert_eq!(backend.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn snapshot_drops_the_record_a_crashed_run_left_for_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let backend = crate::snapshot::dir::DirBackend::with_tools(
+            &root,
+            &dir.path().join("snaps"),
+            crate::snapshot::tools::Tools::default(),
+        );
+        let name: SnapshotName = "20240101-1".parse().unwrap();
+        let crashed = manifest::RunManifest {
+            version: 1,
+            deltaic_version: "test".into(),
+            started: "2024-01-01T00:00:00Z".into(),
+            finished: "2024-01-01T01:00:00Z".into(),
+            snapshot: Some(name),
+            complete: false,
+            planning_errors: Vec::new(),
+            units: Vec::new(),
+        };
+        crashed.write(&root).unwrap();
+        assert!(!manifest::is_complete(&root, &name));
+        let day = jiff::civil::date(2024, 1, 1);
+        assert_eq!(take_snapshot(&backend, &root, day).unwrap(), name);
+        assert!(!manifest::record_path(&root, &name).exists());
+        assert!(manifest::is_complete(&root, &name));
     }
 
     #[test]

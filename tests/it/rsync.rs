@@ -4,9 +4,12 @@
 //! trips (BUG-21, BUG-22), local hosts and the per-host lock.
 
 use crate::harness::sshd::Sshd;
+use crate::harness::tree::{
+    assert_fake_super_copy, chmod, mode, populate_metadata_tree, stat_xattr,
+};
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tempfile::TempDir;
@@ -130,39 +133,8 @@ impl Env {
 
     /// A source tree with every kind of metadata the backup must keep.
     fn populate(&self) {
-        let src = self.src();
-        fs::write(src.join("plain.txt"), "hello\n").unwrap();
-        xattr::set(src.join("plain.txt"), "user.foo", b"bar").unwrap();
-        fs::write(src.join("setuid"), "#!/bin/sh\n").unwrap();
-        chmod(&src.join("setuid"), 0o4755);
-        fs::create_dir(src.join("sticky")).unwrap();
-        chmod(&src.join("sticky"), 0o1777);
-        fs::write(src.join("owned"), "owned by 1234\n").unwrap();
-        chmod(&src.join("owned"), 0o664);
-        std::os::unix::fs::chown(src.join("owned"), Some(1234), Some(5678)).unwrap();
-        std::os::unix::fs::symlink("plain.txt", src.join("link")).unwrap();
-        fs::write(src.join("hard1"), "linked\n").unwrap();
-        fs::hard_link(src.join("hard1"), src.join("hard2")).unwrap();
-        fs::create_dir(src.join("cache")).unwrap();
-        fs::write(src.join("cache/junk.tmp"), "excluded globally").unwrap();
-        fs::write(src.join("cache/keep"), "kept").unwrap();
-        fs::create_dir(src.join("skipme")).unwrap();
-        fs::write(src.join("skipme/secret"), "excluded for this host").unwrap();
+        populate_metadata_tree(&self.src());
     }
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn stat_xattr(path: &Path) -> Option<String> {
-    xattr::get(path, "user.rsync.%stat")
-        .unwrap()
-        .map(|v| String::from_utf8(v).unwrap())
-}
-
-fn mode(path: &Path) -> u32 {
-    fs::symlink_metadata(path).unwrap().mode() & 0o7777
 }
 
 #[test]
@@ -188,38 +160,8 @@ fn backup_over_sshd_keeps_metadata_as_fake_super_xattrs() {
         run.stdout()
     );
 
+    assert_fake_super_copy(&env.backed_up("host1", &env.src()));
     let b = |rel: &str| env.backed_up("host1", &env.src().join(rel));
-    assert_eq!(fs::read_to_string(b("plain.txt")).unwrap(), "hello\n");
-    assert_eq!(
-        xattr::get(b("plain.txt"), "user.foo").unwrap().as_deref(),
-        Some(&b"bar"[..])
-    );
-    assert_eq!(
-        stat_xattr(&b("plain.txt")),
-        None,
-        "nothing to fake for a plain root file"
-    );
-    assert_eq!(
-        stat_xattr(&b("owned")).as_deref(),
-        Some("100664 0,0 1234:5678")
-    );
-    assert_eq!(stat_xattr(&b("setuid")).as_deref(), Some("104755 0,0 0:0"));
-    assert_eq!(
-        mode(&b("setuid")) & 0o7000,
-        0,
-        "rsync never sets set-uid on the backup"
-    );
-    assert_eq!(stat_xattr(&b("sticky")).as_deref(), Some("41777 0,0 0:0"));
-    // Linux refuses user xattrs on symlinks, so --fake-super stores them as regular files.
-    assert_eq!(fs::read_to_string(b("link")).unwrap(), "plain.txt");
-    assert_eq!(stat_xattr(&b("link")).as_deref(), Some("120777 0,0 0:0"));
-    let (h1, h2) = (
-        fs::metadata(b("hard1")).unwrap(),
-        fs::metadata(b("hard2")).unwrap(),
-    );
-    assert_eq!((h1.ino(), h1.nlink()), (h2.ino(), 2), "hard link kept");
-    assert!(b("cache/keep").exists());
-    assert!(!b("cache/junk.tmp").exists(), "global exclude");
     assert!(!b("skipme").exists(), "per-host exclude");
 
     let report = env.report();

@@ -4,10 +4,11 @@
 //! unit fails fast whatever the rsync source does: these tests are about the driver (lines,
 //! logs, manifest, lock, selection), not about rsync.
 
+use crate::harness::deltaic::{finish, is_timestamped, unit_logs};
 use assert_cmd::cargo::cargo_bin_cmd;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,35 +86,6 @@ fn output(assert: &assert_cmd::assert::Assert) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// True for `YYYY-MM-DD HH:MM:SS <word> <rest>`.
-fn is_timestamped(line: &str, word_and_rest: &str) -> bool {
-    let (stamp, rest) = line.split_at_checked(19).unwrap_or(("", ""));
-    stamp.len() == 19
-        && jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", stamp).is_ok()
-        && rest == format!(" {word_and_rest}")
-}
-
-/// The `.out` and `.err` logs of a unit: exactly one pair, named after today.
-fn unit_logs(root: &Path, unit: &str) -> (String, String) {
-    let dir = root.join("Logs").join(unit);
-    let mut names: Vec<String> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names.len(), 2, "{names:?}");
-    let day = names[0].strip_suffix(".err").unwrap();
-    assert!(
-        day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit()),
-        "{names:?}"
-    );
-    assert_eq!(names[1], format!("{day}.out"));
-    (
-        fs::read_to_string(dir.join(&names[1])).unwrap(),
-        fs::read_to_string(dir.join(&names[0])).unwrap(),
     )
 }
 
@@ -324,19 +296,6 @@ fn start_hanging_run(env: &RunEnv, extra_settings: &str) -> Child {
     child
 }
 
-/// Waits (up to 20 s) for `child` to exit and returns its output.
-fn finish(mut child: Child) -> std::process::Output {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("deltaic run did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// Processes whose command line mentions `needle` (our temp dir): leftovers of a run.
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -378,9 +337,12 @@ fn wait_for_both_units(env: &RunEnv) {
 fn hung_units_are_killed_at_the_unit_timeout() {
     let env = RunEnv::without_config();
     let clock = Instant::now();
-    let out = finish(start_hanging_run(&env, "  unit-timeout: 1\n"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = finish(
+        start_hanging_run(&env, "  unit-timeout: 1\n"),
+        Duration::from_secs(20),
+    );
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(
         clock.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -427,9 +389,9 @@ fn sigterm_to_the_run_stops_its_units_and_records_a_partial_run() {
         rustix::process::Signal::TERM,
     )
     .unwrap();
-    let out = finish(run);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = finish(run, Duration::from_secs(20));
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(
         stderr.contains("error: deltaic run was interrupted; no snapshot taken"),
         "{stderr}"

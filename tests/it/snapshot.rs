@@ -820,6 +820,7 @@ mod lvm_real {
 /// `deltaic ls`, `df`, `mount`, `umount` and `snapshot`, run as the binary.
 mod cli {
     use super::*;
+    use crate::harness::deltaic::today;
     use deltaic::run::manifest::RunManifest;
     use std::process::{Command, Output};
 
@@ -900,11 +901,6 @@ mod cli {
             );
             String::from_utf8(out.stdout).unwrap()
         }
-    }
-
-    fn today(revision: u32) -> String {
-        let date = jiff::ZonedDateTime::now().date();
-        SnapshotName { date, revision }.to_string()
     }
 
     fn lines(text: &str) -> Vec<&str> {

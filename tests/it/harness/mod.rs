@@ -1,8 +1,12 @@
 //! Shared helpers of the integration tests: the skip-or-fail rule for missing services
-//! ([`require`]), a private sshd ([`sshd`]), loop-mounted btrfs ([`btrfs`]) and fake LVM tools
-//! ([`fake_lvm`]).
+//! ([`require`]), a private sshd ([`sshd`]), loop-mounted btrfs ([`btrfs`]), fake LVM tools
+//! ([`fake_lvm`]), running the binary and reading what it leaves ([`deltaic`]), source trees
+//! and comparisons ([`tree`]), and crash simulation ([`process`]).
 
 pub mod btrfs;
+pub mod deltaic;
 pub mod fake_lvm;
+pub mod process;
 pub mod require;
 pub mod sshd;
+pub mod tree;
