@@ -429,18 +429,30 @@ fn a_run_killed_mid_transfer_like_a_power_loss_keeps_the_last_snapshot_and_the_r
     let mut run = w.deltaic().spawn(["run"]);
     let root = w.root();
     let dest = backup_of(&root, "host1", &src);
+    // rsync --inplace rewrites `bigN` where it lies: new data is arriving once the first
+    // 512 KiB of a backed-up file are the host's new ones.
+    let head = |path: &Path| -> Vec<u8> {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        fs::File::open(path)
+            .and_then(|f| f.take(512 * 1024).read_to_end(&mut buf))
+            .map(|_| buf)
+            .unwrap_or_default()
+    };
     let arriving = || {
-        fs::read_dir(&dest).unwrap().any(|e| {
-            let e = e.unwrap();
-            e.file_name().to_string_lossy().starts_with(".big")
-                && e.metadata().unwrap().len() >= 512 * 1024
-        })
+        (1..=3).any(|i| head(&dest.join(format!("big{i}"))) == head(&src.join(format!("big{i}"))))
     };
     wait_until("data to arrive in ROOT", Duration::from_secs(20), arriving);
     assert_eq!(process::crash(&mut run), 1, "one unit was running");
 
-    // The crash left rsync's temporary file and no new snapshot; the last one is intact.
-    assert!(!strays(&root).is_empty(), "the crash came mid-file");
+    // The crash came mid-transfer: some file of the live root is neither the old nor the new
+    // one. No new snapshot was taken, and the last one is intact.
+    let torn = (1..=3).any(|i| {
+        let name = format!("big{i}");
+        let backed = fs::read(dest.join(&name)).unwrap_or_default();
+        backed != fs::read(old.join(&name)).unwrap() && backed != fs::read(src.join(&name)).unwrap()
+    });
+    assert!(torn, "the crash should come mid-transfer");
     assert_eq!(w.ls(), format!("{first} complete\n"));
     let before = w.snapshot(&first);
     tree::assert_same_contents(&backup_of(&before, "host1", &src), &old);
@@ -543,7 +555,11 @@ fn a_second_run_is_refused_while_the_first_holds_the_lock_and_the_first_complete
     let dest = backup_of(&w.root(), "host1", &src);
     let receiving = || {
         fs::read_dir(&dest).is_ok_and(|mut entries| {
-            entries.any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".big"))
+            entries.any(|e| {
+                let e = e.unwrap();
+                e.file_name().to_string_lossy().starts_with("big")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
         })
     };
     wait_until(
