@@ -6,6 +6,15 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A snapshot name: the local date of the run and a revision starting at 1.
+///
+/// ```
+/// use deltaic::snapshot::SnapshotName;
+/// let nine: SnapshotName = "20240101-9".parse().unwrap();
+/// let ten: SnapshotName = "20240101-10".parse().unwrap();
+/// assert!(nine < ten); // by (date, revision), not as strings
+/// assert_eq!(ten.to_string(), "20240101-10");
+/// assert!("20240101-x".parse::<SnapshotName>().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SnapshotName {
     /// The day the snapshot was taken (local time).
