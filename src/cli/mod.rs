@@ -75,6 +75,9 @@ pub enum Command {
     /// The rsync source: back up or restore one host
     #[command(subcommand)]
     Rsync(crate::sources::rsync::command::RsyncCommand),
+    /// The github source: back up organisations' repositories, wikis, issues and releases
+    #[command(subcommand)]
+    Github(crate::sources::github::command::GithubCommand),
 }
 
 /// Runs the parsed command line and returns the exit code.
@@ -105,5 +108,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mkconf(args) => mkconf::execute(&load()?, args),
         Command::Config(cmd) => config_check::execute(&config_path, cmd),
         Command::Rsync(cmd) => crate::sources::rsync::command::execute(&load()?, cmd),
+        Command::Github(cmd) => crate::sources::github::command::execute(&load()?, cmd),
     }
 }

@@ -10,15 +10,18 @@
 
 mod error;
 mod keys;
+mod secret;
 mod settings;
 mod values;
 
 pub use error::ConfigError;
 pub(crate) use keys::closest as closest_key;
+pub use secret::Secret;
 pub use settings::{HostKeyPolicy, Settings, SnapshotBackendKind};
 pub use values::{Probability, Seconds};
 
 use crate::sources::coda::CodaGroup;
+use crate::sources::github::GithubOrgs;
 use crate::sources::rsync::RsyncHost;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -46,6 +49,8 @@ pub struct Config {
     pub rsync: BTreeMap<String, Spanned<RsyncHost>>,
     /// The `coda:` manifest: a list of replica groups.
     pub coda: Vec<CodaGroup>,
+    /// The `github:` manifest: organisations in file order.
+    pub github: GithubOrgs,
     /// Warnings found while loading (unknown keys); printed by the CLI, listed by `config check`.
     pub warnings: Vec<String>,
 }
@@ -59,6 +64,8 @@ struct RawConfig {
     rsync: Option<BTreeMap<String, Spanned<RsyncHost>>>,
     #[serde(default)]
     coda: Option<Vec<CodaGroup>>,
+    #[serde(default)]
+    github: Option<GithubOrgs>,
 }
 
 impl Config {
@@ -102,6 +109,7 @@ impl Config {
             settings,
             rsync: raw.rsync.unwrap_or_default(),
             coda: raw.coda.unwrap_or_default(),
+            github: raw.github.unwrap_or_default(),
             warnings,
         };
         config.validate()?;
@@ -113,6 +121,7 @@ impl Config {
         self.settings.validate(&self.path)?;
         crate::sources::rsync::validate_hosts(self)?;
         crate::sources::coda::validate_groups(self)?;
+        crate::sources::github::validate(self)?;
         Ok(())
     }
 

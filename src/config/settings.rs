@@ -1,7 +1,7 @@
 //! The `settings:` mapping: core keys (core-rsync-coda.md §3.1), the rsync and coda keys
 //! (§3.2, §3.3) and the keys this version adds. Defaults are the original's.
 
-use super::{ConfigError, Probability, Seconds};
+use super::{ConfigError, Probability, Seconds, Secret};
 use serde::Deserialize;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -125,6 +125,34 @@ pub struct Settings {
     /// Concurrent Coda volume replicas (default 1).
     #[serde(default = "one")]
     pub coda_workers: NonZeroUsize,
+
+    /// GitHub token (classic PAT with `repo` and `read:org`, or a fine-grained PAT); needed by
+    /// the github source. `deltaic github auth` obtains one.
+    #[serde(default)]
+    pub github_token: Option<Secret>,
+    /// GitHub REST API base URL (default `https://api.github.com`; GitHub Enterprise:
+    /// `https://HOST/api/v3`).
+    #[serde(default = "default_github_api_url")]
+    pub github_api_url: String,
+    /// OAuth App client id for `deltaic github auth`'s device flow.
+    #[serde(default)]
+    pub github_oauth_client_id: Option<String>,
+    /// Probability per run and repository of a scrub (default 0.0166).
+    #[serde(default = "default_scrub_probability")]
+    pub github_scrub_probability: Probability,
+    /// git executable (default `git`).
+    #[serde(default = "default_git")]
+    pub github_git_path: String,
+    /// Concurrent GitHub units (default 1).
+    #[serde(default = "one")]
+    pub github_workers: NonZeroUsize,
+    /// Longest wait for a rate-limit reset before a unit stops and leaves the rest to the next
+    /// run (default 15 minutes).
+    #[serde(default = "default_github_max_wait")]
+    pub github_max_wait: Seconds,
+    /// Requests of the hourly quota left untouched for other users of the token (default 100).
+    #[serde(default = "default_github_reserve")]
+    pub github_quota_reserve: u64,
 }
 
 fn default_df_warning() -> f64 {
@@ -153,6 +181,18 @@ fn default_rsync() -> String {
 }
 fn default_scrub_probability() -> Probability {
     Probability::new(0.0166)
+}
+fn default_github_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_git() -> String {
+    "git".into()
+}
+fn default_github_max_wait() -> Seconds {
+    Seconds(15 * 60)
+}
+fn default_github_reserve() -> u64 {
+    100
 }
 fn default_true() -> bool {
     true

@@ -6,6 +6,7 @@
 //! Adding a source means one folder here, one entry in [`ALL_SOURCES`] and one CLI group.
 
 pub mod coda;
+pub mod github;
 pub mod rsync;
 
 use crate::config::Config;
@@ -91,4 +92,4 @@ pub trait Source: Sync {
 }
 
 /// Every source, in the original's registration order.
-pub static ALL_SOURCES: &[&dyn Source] = &[&coda::Coda, &rsync::Rsync];
+pub static ALL_SOURCES: &[&dyn Source] = &[&coda::Coda, &github::Github, &rsync::Rsync];

@@ -1,0 +1,1 @@
+//! Bare git mirrors of repositories and wikis (github-rgw-rbd.md §1.5). Not implemented yet.

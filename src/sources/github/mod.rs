@@ -1,0 +1,86 @@
+//! The `github` source: organisations backed up so that they could be rebuilt from the backup
+//! (github-rgw-rbd.md §1, D4, D5): repositories and wikis as bare git mirrors, and the
+//! conversation around them (issues, comments, events, milestones, commit comments, releases
+//! with their assets, teams) as JSON in the original's layout and byte format.
+//!
+//! Layout (§1.6): `ROOT/github/<org>/@organization/teams.json` and
+//! `ROOT/github/<org>/<repo>/{info.json, repo/, wiki/, issues/, milestones/, comments/,
+//! releases/}`. Listing caches (ETags per page) live outside the units, under
+//! `ROOT/.deltaic/cache/github/`: losing them costs only quota.
+//!
+//! Modules: [`api`] (the REST client: pagination, conditional requests, rate limits, the
+//! shared quota budget), [`pyjson`] (Python-compatible JSON), [`git`] (mirrors and the askpass
+//! credential path), `command` (the CLI group).
+
+pub mod api;
+pub mod command;
+mod config;
+pub mod git;
+pub mod pyjson;
+
+pub(crate) use config::validate;
+pub use config::{GithubOrg, GithubOrgs};
+
+use crate::config::Config;
+use crate::sources::{Source, Unit, UnitRoot};
+use anyhow::Context;
+use std::num::NonZeroUsize;
+
+/// The github source (planning side).
+pub struct Github;
+
+/// Unit root component of an organisation's own metadata (teams).
+pub const ORG_UNIT: &str = "@organization";
+
+impl Source for Github {
+    fn label(&self) -> &'static str {
+        "github"
+    }
+
+    fn workers(&self, config: &Config) -> NonZeroUsize {
+        config.settings.github_workers
+    }
+
+    /// Per organisation, in config order: `github/<org>/@organization` (with
+    /// `organization-metadata`, the default), then one unit per repository, sorted by
+    /// lower-cased name (§1.2). Listing the repositories needs the API; a failure fails the
+    /// source's planning, and the driver goes on with the other sources (BUG-5).
+    fn plan_units(&self, config: &Config, rng: &mut dyn rand::Rng) -> anyhow::Result<Vec<Unit>> {
+        if config.github.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = api::Client::from_config(config)?;
+        let runtime = api::runtime()?;
+        let mut units = Vec::new();
+        for (org, options) in config.github.iter() {
+            let repos = runtime
+                .block_on(client.list_org_repos(org))
+                .with_context(|| {
+                    format!("listing the repositories of GitHub organisation {org}")
+                })?;
+            let scrub = |rng: &mut dyn rand::Rng, args: &mut Vec<String>| {
+                if config.settings.github_scrub_probability.roll(rng) {
+                    args.push("--scrub".into());
+                }
+            };
+            if options.organization_metadata {
+                let mut backup_args = vec!["github".into(), "backup".into(), org.clone()];
+                scrub(rng, &mut backup_args);
+                units.push(Unit {
+                    root: UnitRoot::from_components(&["github", org, ORG_UNIT])
+                        .map_err(anyhow::Error::msg)?,
+                    backup_args,
+                });
+            }
+            for repo in repos {
+                let root = UnitRoot::from_components(&["github", org, &repo])
+                    .map_err(|e| anyhow::anyhow!("repository name from GitHub: {e}"))?;
+                let mut backup_args =
+                    vec!["github".into(), "backup".into(), org.clone(), repo.clone()];
+                scrub(rng, &mut backup_args);
+                units.push(Unit { root, backup_args });
+            }
+        }
+        Ok(units)
+    }
+}
