@@ -4,6 +4,7 @@
 mod e2e;
 mod harness;
 mod prune;
+mod pyjson;
 mod rsync;
 mod run;
 mod snapshot;
