@@ -13,10 +13,12 @@
 //! credential path), `command` (the CLI group).
 
 pub mod api;
+pub mod askpass;
 pub mod command;
 mod config;
 pub mod git;
 pub mod pyjson;
+pub mod restore;
 
 pub(crate) use config::validate;
 pub use config::{GithubOrg, GithubOrgs};
