@@ -130,6 +130,10 @@ pub struct Settings {
     /// the github source. `deltaic github auth` obtains one.
     #[serde(default)]
     pub github_token: Option<Secret>,
+    /// File holding the GitHub token (new; mode 0600), as `deltaic github auth` stores it.
+    /// Used when `github-token` is not set.
+    #[serde(default, deserialize_with = "optional_normalized_path")]
+    pub github_token_file: Option<PathBuf>,
     /// GitHub REST API base URL (default `https://api.github.com`; GitHub Enterprise:
     /// `https://HOST/api/v3`).
     #[serde(default = "default_github_api_url")]
@@ -230,6 +234,32 @@ fn optional_normalized_path<'de, D: serde::Deserializer<'de>>(
 }
 
 impl Settings {
+    /// The GitHub token: `github-token`, else the content of `github-token-file`.
+    /// `Ok(None)` when neither is set; an unreadable or empty file is an error naming it.
+    pub fn github_token(&self) -> anyhow::Result<Option<Secret>> {
+        use anyhow::Context;
+        if let Some(token) = &self.github_token {
+            return Ok(Some(token.clone()));
+        }
+        let Some(path) = &self.github_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading github-token-file {}; run `deltaic github auth` to create it",
+                path.display()
+            )
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            anyhow::bail!(
+                "github-token-file {} is empty; run `deltaic github auth`",
+                path.display()
+            );
+        }
+        Ok(Some(Secret::new(token)))
+    }
+
     /// The `(vg, lv)` pair of `backup-lv`.
     pub fn backup_lv(&self) -> Option<(&str, &str)> {
         self.backup_lv.as_deref().and_then(|s| s.split_once('/'))

@@ -47,10 +47,30 @@ Examples:
         mirror: PathBuf,
         /// The new, empty remote repository
         remote: String,
+        /// Overwrite refs the remote already has (e.g. a wiki GitHub created with one page)
+        #[arg(long)]
+        force: bool,
     },
 }
 
 /// Runs a `deltaic github` subcommand.
-pub fn execute(_config: &Config, _cmd: GithubCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the github source is not implemented yet")
+pub fn execute(config: &Config, cmd: GithubCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        GithubCommand::Auth { token_stdin } => super::auth::run(config, token_stdin)?,
+        GithubCommand::Restore {
+            mirror,
+            remote,
+            force,
+        } => super::restore::restore_with(
+            super::git::Git::from_config(config)?,
+            config,
+            &mirror,
+            &remote,
+            force,
+        )?,
+        GithubCommand::Backup { .. } | GithubCommand::Ls { .. } => {
+            anyhow::bail!("github backup is not implemented yet")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

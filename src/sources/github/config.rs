@@ -81,11 +81,16 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
-    if !config.github.is_empty() && config.settings.github_token.is_none() {
+    let settings = &config.settings;
+    if !config.github.is_empty()
+        && settings.github_token.is_none()
+        && settings.github_token_file.is_none()
+    {
         return Err(config.invalid(
             None,
             "settings.github-token",
-            "missing: the github source needs a token; run `deltaic github auth` to get one",
+            "missing: the github source needs `github-token` or `github-token-file`; \
+             run `deltaic github auth` to get one",
         ));
     }
     Ok(())

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod askpass;
+pub mod auth;
 pub mod command;
 mod config;
 pub mod git;

@@ -41,7 +41,8 @@ pub fn restore_with(
         .with_context(|| format!("the mirror {} cannot be opened", mirror.display()))?;
     let git = git.trusting(&mirror);
     check_bare(&git, &mirror)?;
-    let token = token_for(config, remote);
+    let configured = config.settings.github_token()?;
+    let token = token_for(config, configured.as_ref(), remote);
     if token.is_none() {
         tracing::info!(
             "{remote} is not on the GitHub host of github-api-url: using your own git credentials"
@@ -131,8 +132,8 @@ fn check_bare(git: &Git, dir: &Path) -> anyhow::Result<()> {
 
 /// The configured token, if `remote` is on the GitHub web host that `github-api-url` belongs
 /// to (`api.github.com` → `github.com`; GitHub Enterprise serves both on one host).
-fn token_for<'c>(config: &'c Config, remote: &str) -> Option<&'c Secret> {
-    let token = config.settings.github_token.as_ref()?;
+fn token_for<'t>(config: &Config, token: Option<&'t Secret>, remote: &str) -> Option<&'t Secret> {
+    let token = token?;
     let api = askpass::origin_of(&config.settings.github_api_url)?;
     let web = api.replacen("://api.github.com", "://github.com", 1);
     (askpass::origin_of(remote)? == web).then_some(token)
