@@ -2,6 +2,7 @@
 //! running the real `deltaic` binary. Shared fixtures live in `harness/`.
 
 mod e2e;
+mod fake_github;
 mod github_git;
 mod harness;
 mod prune;

@@ -5,6 +5,7 @@
 
 pub mod btrfs;
 pub mod deltaic;
+pub mod fake_github;
 pub mod fake_lvm;
 pub mod process;
 pub mod require;
