@@ -13,6 +13,7 @@
 //! credential path), `command` (the CLI group).
 
 pub mod api;
+pub mod backup;
 pub mod command;
 mod config;
 pub mod git;
