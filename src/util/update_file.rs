@@ -1,7 +1,7 @@
 //! "Write only if different" (core-rsync-coda.md §8.4): new content is streamed and compared
 //! with the existing file block by block; identical content leaves the file untouched (same
 //! inode, same mtime, no copy-on-write in the snapshot volume), different content replaces it
-//! atomically through [`atomic_file`](super::atomic_file)'s temp + fsync + rename + fsync(dir).
+//! atomically through [`atomic_file`]'s temp + fsync + rename + fsync(dir).
 //!
 //! The replacement is a new inode with mode 0644: hard links break and xattrs are dropped, so
 //! callers re-apply their xattrs after a modifying commit. Dropping an [`UpdateFile`] without

@@ -22,7 +22,8 @@ pub struct FakeGithub {
     pub listings: BTreeMap<String, Vec<Value>>,
     /// Asset API url → its bytes.
     pub assets: BTreeMap<String, Vec<u8>>,
-    /// Listing path → (0-based page, HTTP status) of a failing page request.
+    /// Listing path → (0-based page, HTTP status) of a failing page request (status 0: the
+    /// quota budget is exhausted).
     pub fail_list: BTreeMap<String, (usize, u16)>,
     /// Asset urls whose download breaks off half-way.
     pub fail_download: BTreeSet<String>,
@@ -55,8 +56,13 @@ pub struct FakeApi {
     log: RefCell<Vec<Request>>,
 }
 
+/// The error of an injected failure; status 0 stands for the quota budget running out.
 fn error(url: &str, status: u16) -> ApiError {
-    if status == 404 || status == 410 {
+    if status == 0 {
+        ApiError::Budget {
+            message: "budget exhausted (injected)".into(),
+        }
+    } else if status == 404 || status == 410 {
         ApiError::NotFound {
             url: url.to_string(),
             status,

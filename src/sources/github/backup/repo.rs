@@ -51,7 +51,9 @@ impl<A: Api> RepoBackup<'_, A> {
     }
 
     /// `comments/<sha>.json`: the commit comments of each commit, in API order, mtime = their
-    /// newest `updated_at`; files of commits without comments any more are removed.
+    /// newest `updated_at`; files of commits without comments any more are removed. The files
+    /// are compared on every run (from the cached records, no requests), as in the original:
+    /// deleting an older comment does not change the newest `updated_at`.
     pub(super) async fn commit_comments(&mut self) -> anyhow::Result<()> {
         let mut cache = self.unit.cache.load("comments");
         let path = format!("{}/comments", self.base);
@@ -88,11 +90,10 @@ impl<A: Api> RepoBackup<'_, A> {
                 continue;
             }
             let name = format!("{sha}.json");
-            self.unit.store.write_item(
+            self.unit.store.write_dated(
                 &Path::new("comments").join(&name),
                 &Value::Array(records),
                 newest,
-                None,
             )?;
             valid.insert(PathBuf::from(name));
         }

@@ -82,6 +82,17 @@ impl Store {
         Ok(modified)
     }
 
+    /// Writes `rel` if its bytes changed and sets its mtime to `mtime`, whatever the old mtime
+    /// was: for files whose mtime is not a reliable change marker (`comments/<sha>.json`: the
+    /// newest comment's `updated_at` does not change when an older comment is deleted).
+    pub fn write_dated(&mut self, rel: &Path, value: &Value, mtime: i64) -> anyhow::Result<bool> {
+        let modified = self.write_file(rel, value)?;
+        let path = self.path(rel);
+        ensure_mtime(&path, mtime)
+            .with_context(|| format!("setting the mtime of {}", path.display()))?;
+        Ok(modified)
+    }
+
     /// Starts writing item `rel` whose `updated_at` is `updated`.
     pub fn begin_item(
         &self,

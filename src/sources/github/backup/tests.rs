@@ -380,6 +380,25 @@ fn closed_milestones_are_kept() {
 }
 
 #[test]
+fn a_deleted_older_commit_comment_leaves_its_file() {
+    let root = tempfile::tempdir().unwrap();
+    let api = FakeApi::new(sample());
+    run(&api, root.path(), false, now()).unwrap();
+    // c1 (older) goes; c3, the newest on that commit, stays: the newest updated_at is the same.
+    api.edit(|gh| {
+        gh.listings
+            .get_mut(&format!("{BASE}/comments"))
+            .unwrap()
+            .retain(|c| c["id"] != 1);
+    });
+    let summary = run(&api, root.path(), false, now() + 3600).unwrap();
+    assert_eq!(summary.files_written, 1);
+    let aaa = read(root.path(), "comments/aaa1.json");
+    assert!(!aaa.contains("\"c1\"") && aaa.contains("\"c3\""), "{aaa}");
+    assert_eq!(mtime(root.path(), "comments/aaa1.json"), secs(&ts(4, 0)));
+}
+
+#[test]
 fn an_unchanged_repository_costs_one_request_per_listing_and_writes_nothing() {
     let root = tempfile::tempdir().unwrap();
     let api = FakeApi::new(sample());
@@ -559,6 +578,33 @@ fn a_failed_listing_deletes_nothing() {
         assert!(!dir.join("issues/1.json").exists());
         assert!(!dir.join("milestones/1.json").exists());
     }
+}
+
+#[test]
+fn a_quota_stop_ends_the_unit_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let api = FakeApi::new(sample());
+    api.edit(|gh| {
+        gh.fail_list
+            .insert(format!("{BASE}/issues/3/events"), (0, 0));
+    });
+    let err = run(&api, root.path(), false, now()).unwrap_err();
+    assert!(format!("{err:#}").contains("budget"), "{err:#}");
+    let listed = lists(&api.take_log());
+    // Issues 1 and 2 were done, then nothing more was asked.
+    assert_eq!(listed.last().unwrap(), &format!("{BASE}/issues/3/events"));
+    assert!(
+        !listed
+            .iter()
+            .any(|l| l.ends_with("/milestones") || l.contains("/issues/4/"))
+    );
+    assert!(unit_dir(root.path()).join("issues/2.json").exists());
+    assert!(
+        !root
+            .path()
+            .join(".deltaic/cache/github/acme/widget/issues.json")
+            .exists()
+    );
 }
 
 #[test]
