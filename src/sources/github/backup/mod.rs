@@ -121,7 +121,6 @@ impl Failures {
         match result {
             Err(e) if is_budget(&e) => Err(e),
             Err(e) => {
-                tracing::error!("{e:#}");
                 self.0.push(e);
                 Ok(())
             }
