@@ -9,12 +9,14 @@
 //! `ROOT/.deltaic/cache/github/`: losing them costs only quota.
 //!
 //! Modules: [`api`] (the REST client: pagination, conditional requests, rate limits, the
-//! shared quota budget), [`pyjson`] (Python-compatible JSON), [`git`] (mirrors and the askpass
+//! shared quota budget), [`backup`] (the metadata files and their change detection, over
+//! [`api::Api`]), [`pyjson`] (Python-compatible JSON), [`git`] (mirrors and the askpass
 //! credential path), `command` (the CLI group).
 
 pub mod api;
 pub mod askpass;
 pub mod auth;
+pub mod backup;
 pub mod command;
 mod config;
 pub mod git;
