@@ -22,6 +22,7 @@ mod config;
 pub mod git;
 pub mod pyjson;
 pub mod restore;
+pub mod unit;
 
 pub(crate) use config::validate;
 pub use config::{GithubOrg, GithubOrgs};
