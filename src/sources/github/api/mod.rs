@@ -10,6 +10,13 @@
 //! decide deletions only from complete listings; a 404, 410 or 5xx on any page is an error,
 //! never an empty list (§1.10 item 7).
 
+mod budget;
+mod client;
+mod pagination;
+mod ratelimit;
+
+pub use client::{Client, ClientOptions, RequestStats, Timing};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -117,21 +124,6 @@ pub trait Api {
         out: &mut (dyn std::io::Write + Send),
         expected_size: Option<u64>,
     ) -> Result<u64, ApiError>;
-}
-
-/// A GitHub REST API client.
-pub struct Client;
-
-impl Client {
-    /// A client for the configured API URL and token.
-    pub fn from_config(_config: &crate::config::Config) -> anyhow::Result<Client> {
-        anyhow::bail!("the github source is not implemented yet")
-    }
-
-    /// The names of the organisation's repositories, sorted by lower-cased name.
-    pub async fn list_org_repos(&self, _org: &str) -> anyhow::Result<Vec<String>> {
-        anyhow::bail!("the github source is not implemented yet")
-    }
 }
 
 /// A single-threaded tokio runtime for one unit's requests.
