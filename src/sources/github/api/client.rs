@@ -172,8 +172,9 @@ impl Client {
     /// Errors: no `github-token`, or an unusable `github-api-url`.
     pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Client> {
         let settings = &config.settings;
-        let token = settings.github_token.clone().context(
-            "settings: github-token is not set; run `deltaic github auth` to get a token",
+        let token = settings.github_token()?.context(
+            "settings: neither github-token nor github-token-file is set; run \
+             `deltaic github auth` to get a token",
         )?;
         Client::new(ClientOptions {
             api_url: settings.github_api_url.clone(),
