@@ -55,22 +55,52 @@ Examples:
 
 /// Runs a `deltaic github` subcommand.
 pub fn execute(config: &Config, cmd: GithubCommand) -> anyhow::Result<ExitCode> {
+    use super::{api, git::Git, unit};
     match cmd {
+        GithubCommand::Backup { scrub, org, repo } => {
+            let client = api::Client::from_config(config)?;
+            let runtime = api::runtime()?;
+            let result = match &repo {
+                Some(repo) => {
+                    let git = Git::from_config(config)?;
+                    unit::backup_repository(&client, &runtime, config, &git, &org, repo, scrub)
+                }
+                None => unit::backup_organisation(&client, &runtime, config, &org, scrub),
+            };
+            print_requests(&client.stats());
+            result?;
+        }
+        GithubCommand::Ls { org } => {
+            let client = api::Client::from_config(config)?;
+            let runtime = api::runtime()?;
+            for repo in super::org_repositories(&client, &runtime, config.root(), &org)? {
+                println!("{repo}");
+            }
+        }
         GithubCommand::Auth { token_stdin } => super::auth::run(config, token_stdin)?,
         GithubCommand::Restore {
             mirror,
             remote,
             force,
         } => super::restore::restore_with(
-            super::git::Git::from_config(config)?,
+            Git::from_config(config)?,
             config,
             &mirror,
             &remote,
             force,
         )?,
-        GithubCommand::Backup { .. } | GithubCommand::Ls { .. } => {
-            anyhow::bail!("github backup is not implemented yet")
-        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The original's closing line (`<n> requests left in quota`, taken from the answers' headers
+/// instead of an extra request), plus what this unit cost.
+fn print_requests(stats: &super::api::RequestStats) {
+    println!(
+        "{} API requests ({} answered 304 Not Modified, free of quota; {} unconditional)",
+        stats.requests, stats.not_modified, stats.unconditional
+    );
+    if let Some(remaining) = stats.quota_remaining {
+        println!("{remaining} requests left in quota");
+    }
 }

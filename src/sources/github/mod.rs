@@ -32,6 +32,35 @@ use crate::sources::{Source, Unit, UnitRoot};
 use anyhow::Context;
 use std::num::NonZeroUsize;
 
+/// The organisation's repository names, sorted by lower-cased name, listed with per-page
+/// ETags cached in `ROOT/.deltaic/cache/github/<org>/repos.json` (so an unchanged listing costs
+/// no quota).
+pub fn org_repositories(
+    client: &api::Client,
+    runtime: &tokio::runtime::Runtime,
+    root: &std::path::Path,
+    org: &str,
+) -> anyhow::Result<Vec<String>> {
+    let path = crate::run::manifest::state_dir(root)
+        .join("cache/github")
+        .join(org)
+        .join("repos.json");
+    let mut cache: api::PageCache = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let repos = runtime
+        .block_on(client.list_org_repos(org, &mut cache))
+        .with_context(|| format!("listing the repositories of GitHub organisation {org}"))?;
+    if root.is_dir() {
+        let json = serde_json::to_vec(&cache)?;
+        if let Err(err) = crate::util::atomic_file::write(&path, &json) {
+            tracing::warn!("cannot save {}: {err}", path.display());
+        }
+    }
+    Ok(repos)
+}
+
 /// The github source (planning side).
 pub struct Github;
 
@@ -59,11 +88,7 @@ impl Source for Github {
         let runtime = api::runtime()?;
         let mut units = Vec::new();
         for (org, options) in config.github.iter() {
-            let repos = runtime
-                .block_on(client.list_org_repos(org))
-                .with_context(|| {
-                    format!("listing the repositories of GitHub organisation {org}")
-                })?;
+            let repos = org_repositories(&client, &runtime, config.root(), org)?;
             let scrub = |rng: &mut dyn rand::Rng, args: &mut Vec<String>| {
                 if config.settings.github_scrub_probability.roll(rng) {
                     args.push("--scrub".into());

@@ -258,7 +258,11 @@ impl Client {
     ///
     /// Errors: the organisation does not exist or the token cannot see it (404), or any
     /// other failure of the listing.
-    pub async fn list_org_repos(&self, org: &str) -> anyhow::Result<Vec<String>> {
+    pub async fn list_org_repos(
+        &self,
+        org: &str,
+        cache: &mut PageCache,
+    ) -> anyhow::Result<Vec<String>> {
         if org.is_empty()
             || !org
                 .chars()
@@ -268,13 +272,12 @@ impl Client {
         }
         let path = format!("/orgs/{org}/repos");
         let name = |item: &Value| item.get("name").cloned().unwrap_or(Value::Null);
-        let mut cache = PageCache::default();
         let items = match self
             .list(
                 &path,
                 &[("type", "all")],
-                Freshness::Full,
-                &mut cache,
+                Freshness::Conditional,
+                cache,
                 &name,
             )
             .await
@@ -631,6 +634,45 @@ impl Api for Client {
         let answer = self.send(&url, None, JSON, Mode::Buffered).await?;
         expect_ok(&answer)?;
         parse_json(&answer)
+    }
+
+    async fn get_cached(
+        &self,
+        path: &str,
+        freshness: Freshness,
+        cache: &mut PageCache,
+    ) -> Result<Value, ApiError> {
+        let url = self.url(path, &[])?;
+        let cached = match freshness {
+            Freshness::Conditional => cache
+                .pages
+                .first()
+                .filter(|p| p.url == url.as_str() && !p.etag.is_empty() && p.items.len() == 1),
+            Freshness::Full => None,
+        };
+        let answer = self
+            .send(&url, cached.map(|p| p.etag.as_str()), JSON, Mode::Buffered)
+            .await?;
+        if answer.status == StatusCode::NOT_MODIFIED
+            && let Some(cached) = cached
+        {
+            return Ok(cached.items[0].clone());
+        }
+        expect_ok(&answer)?;
+        let body = parse_json(&answer)?;
+        let etag = answer
+            .headers
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        cache.pages = vec![CachedPage {
+            etag,
+            url: url.to_string(),
+            next: None,
+            items: vec![body.clone()],
+        }];
+        Ok(body)
     }
 
     async fn list(

@@ -830,17 +830,28 @@ async fn org_repos_are_sorted_case_insensitively_and_404_names_the_org() {
     .await;
     let client = client(&server.base);
     assert_eq!(
-        client.list_org_repos("acme").await.unwrap(),
+        client
+            .list_org_repos("acme", &mut PageCache::default())
+            .await
+            .unwrap(),
         vec!["Alpha", "alpha", "beta", "zeta"]
     );
-    let err = client.list_org_repos("nobody").await.unwrap_err();
+    let err = client
+        .list_org_repos("nobody", &mut PageCache::default())
+        .await
+        .unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("GitHub organisation nobody"), "{text}");
     assert!(
         text.contains("organisation not found or token lacks read:org"),
         "{text}"
     );
-    assert!(client.list_org_repos("../etc").await.is_err());
+    assert!(
+        client
+            .list_org_repos("../etc", &mut PageCache::default())
+            .await
+            .is_err()
+    );
 }
 
 #[test]
@@ -855,7 +866,11 @@ fn from_config_reads_the_settings_and_requires_a_token() {
     let load =
         |text: String| crate::config::Config::from_yaml(&text, Path::new("/t.conf")).unwrap();
     let err = Client::from_config(&load(yaml(""))).unwrap_err();
-    assert!(err.to_string().contains("github-token is not set"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("neither github-token nor github-token-file is set"),
+        "{err}"
+    );
     let client = Client::from_config(&load(yaml("  github-token: tok-xyz\n"))).unwrap();
     let debug = format!("{client:?}");
     assert!(debug.contains("http://127.0.0.1:9/api/v3/"), "{debug}");

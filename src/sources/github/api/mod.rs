@@ -103,6 +103,19 @@ pub trait Api {
     /// `GET path` (relative to the API URL, e.g. `/repos/o/r`) as JSON.
     async fn get(&self, path: &str) -> Result<Value, ApiError>;
 
+    /// `GET path` like [`Api::get`], conditionally: `cache` holds the object's last ETag and
+    /// body (as a one-page [`PageCache`]); a 304 answer (free of quota) returns the cached body.
+    /// The default implementation ignores the cache.
+    async fn get_cached(
+        &self,
+        path: &str,
+        freshness: Freshness,
+        cache: &mut PageCache,
+    ) -> Result<Value, ApiError> {
+        let _ = (freshness, &cache);
+        self.get(path).await
+    }
+
     /// Every item of the listing at `path` with `query` (plus `per_page=100`), following `Link`
     /// pages. `summarize` reduces an item to what the cache keeps; `cache` is read for ETags and
     /// 304 pages and updated to this listing's pages.

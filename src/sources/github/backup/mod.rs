@@ -306,15 +306,19 @@ impl<'a, A: Api> RepoBackup<'a, A> {
     /// Step 1 and 2 of §1.7: `GET /repos/<org>/<repo>`, then `info.json`. Returns the
     /// repository object (for the mirrors' `clone_url` and for [`metadata`](Self::metadata)).
     pub async fn info(&mut self) -> anyhow::Result<Value> {
+        // Conditional: an unchanged repository costs a free 304 (D5).
+        let mut cache = self.unit.cache.load("info");
+        let freshness = self.unit.freshness();
         let repo = self
             .unit
             .api
-            .get(&self.base)
+            .get_cached(&self.base, freshness, &mut cache.pages)
             .await
             .with_context(|| format!("fetching repository {}/{}", self.org, self.repo))?;
         self.unit
             .store
             .write_file(Path::new("info.json"), &format::repo_info(&repo))?;
+        self.unit.cache.save("info", &cache)?;
         Ok(repo)
     }
 
