@@ -17,6 +17,8 @@ pub struct Installation {
     pub email: String,
     /// The configured snapshot backend (decides what sudo must allow).
     pub backend: SnapshotBackendKind,
+    /// Where btrfs snapshots live (the only place sudo may delete subvolumes).
+    pub snapshot_dir: PathBuf,
 }
 
 impl Installation {
@@ -64,30 +66,53 @@ pub fn crontab(inst: &Installation) -> String {
 
 /// The sudoers snippet: exactly the commands the configured backend runs through sudo.
 /// `resolve` maps a tool name to the path sudo will run (see [`resolve_tool`]).
+///
+/// lvm: the original's six tools. btrfs: only `btrfs subvolume delete` of an entry of the
+/// snapshot directory (creating a snapshot needs no privilege), as a sudo regular expression
+/// (sudo 1.9.10 or later), because `btrfs` with any arguments is as good as root.
 pub fn sudoers(inst: &Installation, resolve: impl Fn(&str) -> String) -> String {
     let user = &inst.user;
-    let tools: &[&str] = match inst.backend {
-        SnapshotBackendKind::Lvm => &["lvs", "lvcreate", "lvremove", "lvchange", "mount", "umount"],
-        SnapshotBackendKind::Btrfs => &["btrfs"],
-        SnapshotBackendKind::Dir => &[],
+    let (what, rule) = match inst.backend {
+        SnapshotBackendKind::Dir => {
+            return "# The dir snapshot backend runs nothing through sudo: no sudoers entry is needed.\n"
+                .to_string();
+        }
+        SnapshotBackendKind::Lvm => {
+            let tools = ["lvs", "lvcreate", "lvremove", "lvchange", "mount", "umount"];
+            let paths: Vec<String> = tools.iter().map(|t| resolve(t)).collect();
+            (
+                "# Allow Deltaic to query, create, delete, mount, and unmount snapshot volumes"
+                    .to_string(),
+                paths.join(", "),
+            )
+        }
+        SnapshotBackendKind::Btrfs => (
+            "# Allow Deltaic to delete its btrfs snapshots (and nothing else; needs sudo >= 1.9.10).\n\
+             # Alternatively mount the filesystem with user_subvol_rm_allowed and skip this entry."
+                .to_string(),
+            format!(
+                "{} ^subvolume delete {}/(\\.tmp-(removing-)?)?[0-9]{{8}}-[0-9]+$",
+                resolve("btrfs"),
+                sudoers_regex_escape(&inst.snapshot_dir.to_string_lossy())
+            ),
+        ),
     };
-    if tools.is_empty() {
-        return "# The dir snapshot backend runs nothing through sudo: no sudoers entry is needed.\n"
-            .to_string();
-    }
-    let what = match inst.backend {
-        SnapshotBackendKind::Lvm => "query, create, delete, mount, and unmount snapshot volumes",
-        _ => "create and delete snapshot subvolumes",
-    };
-    let paths: Vec<String> = tools.iter().map(|t| resolve(t)).collect();
     format!(
-        "# Allow Deltaic to {what}
-{user} ALL=NOPASSWD: {}
-# Allow running sudo from cron
-Defaults:{user} !requiretty
-",
-        paths.join(", ")
+        "{what}\n{user} ALL=NOPASSWD: {rule}\n# Allow running sudo from cron\nDefaults:{user} !requiretty\n"
     )
+}
+
+/// Escapes `text` for a literal match inside a sudoers regular expression: regex
+/// metacharacters get a backslash, and so do the characters sudoers itself treats specially.
+fn sudoers_regex_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if ".^$*+?()[]{}|\\,:=#\"' ".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The path sudo runs for `tool`: the first hit in Debian's default `secure_path`, with symlinks
@@ -121,6 +146,7 @@ mod tests {
             user: "backup".into(),
             email: "ops@example.org".into(),
             backend,
+            snapshot_dir: "/srv/backup.snapshots".into(),
         }
     }
 
@@ -163,7 +189,14 @@ mod tests {
              # Allow running sudo from cron\nDefaults:backup !requiretty\n"
         );
         let btrfs = sudoers(&inst(SnapshotBackendKind::Btrfs, None), resolve);
-        assert!(btrfs.contains("backup ALL=NOPASSWD: /usr/sbin/btrfs\n") && !btrfs.contains("lvs"));
+        assert!(
+            btrfs.contains(
+                "backup ALL=NOPASSWD: /usr/sbin/btrfs ^subvolume delete \
+                 /srv/backup\\.snapshots/(\\.tmp-(removing-)?)?[0-9]{8}-[0-9]+$\n"
+            ),
+            "{btrfs}"
+        );
+        assert!(!btrfs.contains("lvs"));
         let dir = sudoers(&inst(SnapshotBackendKind::Dir, None), resolve);
         assert!(!dir.contains("NOPASSWD"));
     }

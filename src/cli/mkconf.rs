@@ -33,15 +33,14 @@ pub fn execute(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let program = std::env::current_exe().context("finding the deltaic binary")?;
     let is_default = std::fs::canonicalize(crate::config::default_path())
         .is_ok_and(|default| std::fs::canonicalize(&config.path).is_ok_and(|c| c == default));
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string());
+    let user = current_user_name();
     let inst = Installation {
         program,
         config: (!is_default).then(|| config.path.clone()),
         user,
         email: args.email,
         backend: config.settings.snapshot_backend,
+        snapshot_dir: config.settings.snapshot_dir(),
     };
     let text = match args.template {
         Template::Crontab => crontab(&inst),
@@ -49,4 +48,26 @@ pub fn execute(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The login name of the current user: `$USER`, `$LOGNAME`, the passwd entry of the uid, or
+/// `#UID` (which sudoers and crontab tools accept) when there is none.
+fn current_user_name() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/passwd")
+                .ok()
+                .and_then(|passwd| {
+                    passwd.lines().find_map(|line| {
+                        let fields: Vec<&str> = line.split(':').collect();
+                        (fields.len() > 2 && fields[2] == uid.to_string())
+                            .then(|| fields[0].to_string())
+                    })
+                })
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
 }
