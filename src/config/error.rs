@@ -75,3 +75,34 @@ pub(crate) fn first_line(message: &str) -> String {
         None => line.to_string(),
     }
 }
+
+/// The mapping key written on 1-based `line` of `text` (`  rsync-workers: 0` → `rsync-workers`),
+/// so that a parser message about a value can name its key.
+pub(crate) fn key_on_line(text: &str, line: u64) -> Option<String> {
+    let source = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let content = source.trim_start().trim_start_matches("- ");
+    let (key, _) = content.split_once(':')?;
+    let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+    (!key.is_empty() && !key.starts_with('#')).then(|| key.to_string())
+}
+
+/// The parser's `message`, prefixed with the key it is about and with a hint for the messages
+/// that do not say what to do.
+pub(crate) fn explain(message: &str, key: Option<String>) -> String {
+    let hint = if message.contains("expected mapping start") {
+        " (this key needs a mapping of options under it; is it missing, or written as a list or a \
+         single value?)"
+    } else if message.contains("expected sequence start") {
+        " (this key needs a list, e.g. [/, /boot])"
+    } else if message.contains("nonzero") {
+        " (it must be at least 1)"
+    } else {
+        ""
+    };
+    match key {
+        Some(key) => format!("`{key}`: {message}{hint}"),
+        None => format!("{message}{hint}"),
+    }
+}

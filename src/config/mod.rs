@@ -85,10 +85,16 @@ impl Config {
 
     /// Parses and validates configuration text; `path` is used in messages and passed to children.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let syntax = |err: serde_saphyr::Error| ConfigError::Syntax {
-            path: path.to_owned(),
-            line: err.location().map(|l| l.line()),
-            message: error::first_line(&err.to_string()),
+        let syntax = |err: serde_saphyr::Error| {
+            let line = err.location().map(|l| l.line());
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                message: error::explain(
+                    &error::first_line(&err.to_string()),
+                    line.and_then(|l| error::key_on_line(text, l)),
+                ),
+            }
         };
         if text.trim().is_empty() || is_null_document(text) {
             // BUG-1: the original died later with an obscure click error.

@@ -128,3 +128,32 @@ fn the_example_config_loads_without_warnings() {
     let c = load(text).unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+#[test]
+fn type_errors_name_the_key_and_an_empty_hook_is_refused() {
+    let err = load("settings:\n  root: /b\n  backup-lv: vg/lv\n  rsync-timeout: -5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 4: `rsync-timeout`: -5 is negative"),
+        "{err}"
+    );
+    let err = load(&format!(
+        "{MINIMAL}rsync:\n  h.example.org:\n    mounts: /etc\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`mounts`") && err.contains("needs a list"),
+        "{err}"
+    );
+    let err = load(&format!(
+        "{MINIMAL}rsync:\n  h.example.org:\n    mounts: [/]\n    pre:\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`pre`") && err.contains("has no command"),
+        "{err}"
+    );
+}

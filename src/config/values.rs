@@ -60,18 +60,29 @@ impl fmt::Display for Seconds {
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
+        struct SecondsVisitor;
+        impl de::Visitor<'_> for SecondsVisitor {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a number of seconds (0 or more) or a duration such as \"6h\" or \"90m\"",
+                )
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Seconds, E> {
+                Ok(Seconds(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Seconds, E> {
+                u64::try_from(n).map(Seconds).map_err(|_| {
+                    E::custom(format!(
+                        "{n} is negative: give seconds (0 or more) or e.g. \"6h\""
+                    ))
+                })
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Seconds, E> {
+                parse_duration(text).map(Seconds).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(Seconds(n)),
-            Raw::Text(text) => parse_duration(&text)
-                .map(Seconds)
-                .map_err(de::Error::custom),
-        }
+        d.deserialize_any(SecondsVisitor)
     }
 }
 

@@ -18,10 +18,10 @@ pub struct RsyncHost {
     #[serde(default)]
     pub user: Option<String>,
     /// Command run on the host (through ssh) before the backup; failure aborts the backup.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_command")]
     pub pre: Option<String>,
     /// Command run on the host after a successful backup.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_command")]
     pub post: Option<String>,
     /// Run `post` even when the backup failed, or when `pre` itself failed, to undo what `pre`
     /// set up (BUG-19). `post` must then cope with a half-done `pre`.
@@ -37,6 +37,17 @@ pub struct RsyncHost {
     /// `pre` and `post` run locally with `sh -c`, and the backup root is never copied into itself.
     #[serde(default)]
     pub local: bool,
+}
+
+/// A `pre:`/`post:` that is written must hold a command: an empty value crashed the original
+/// (BUG-2) and is more likely a mistake than a wish for no hook.
+fn present_command<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(command) if !command.trim().is_empty() => Ok(Some(command)),
+        _ => Err(serde::de::Error::custom(
+            "has no command: give one, or remove the key",
+        )),
+    }
 }
 
 impl RsyncHost {
