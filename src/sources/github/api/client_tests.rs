@@ -855,7 +855,11 @@ fn from_config_reads_the_settings_and_requires_a_token() {
     let load =
         |text: String| crate::config::Config::from_yaml(&text, Path::new("/t.conf")).unwrap();
     let err = Client::from_config(&load(yaml(""))).unwrap_err();
-    assert!(err.to_string().contains("github-token is not set"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("neither github-token nor github-token-file is set"),
+        "{err}"
+    );
     let client = Client::from_config(&load(yaml("  github-token: tok-xyz\n"))).unwrap();
     let debug = format!("{client:?}");
     assert!(debug.contains("http://127.0.0.1:9/api/v3/"), "{debug}");
