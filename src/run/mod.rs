@@ -10,6 +10,8 @@
 //! 4. [`execute`] then writes the run manifest ([`manifest`], built by [`summary`]) and only
 //!    then takes the snapshot, even after failures: the manifest says whether the run was
 //!    complete. The CLI prints the outcome and maps it to the exit status.
+//!
+//! A unit child never outlives the run ([`unit_guard`]), and runs under the run's lock.
 
 pub mod child;
 pub mod excerpt;
@@ -19,6 +21,7 @@ pub mod progress;
 pub mod scheduler;
 pub mod signals;
 pub mod summary;
+pub mod unit_guard;
 pub mod unit_log;
 
 use crate::config::{Config, SnapshotBackendKind};
@@ -33,8 +36,8 @@ use scheduler::UnitRunner;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Name of the lock `deltaic run` holds (`ROOT/.lock/backup`, §8.1).
-pub const LOCK_NAME: &str = "backup";
+/// Name of the lock `deltaic run` holds exclusively (`ROOT/.lock/backup`, §8.1).
+pub const LOCK_NAME: &str = lock::BACKUP_LOCK;
 
 /// Checks that the backup root is there and takes the run lock (§4.2 step 1, §8.1).
 ///
