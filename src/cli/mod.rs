@@ -107,7 +107,15 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(args) => storage::snapshot(&load()?, args),
         Command::Mkconf(args) => mkconf::execute(&load()?, args),
         Command::Config(cmd) => config_check::execute(&config_path, cmd),
-        Command::Rsync(cmd) => crate::sources::rsync::command::execute(&load()?, cmd),
-        Command::Github(cmd) => crate::sources::github::command::execute(&load()?, cmd),
+        // A unit child of `deltaic run` arms its guard before anything else, config loading
+        // included (it must not outlive the run: crate::run::unit_guard).
+        Command::Rsync(cmd) => {
+            crate::run::unit_guard::arm()?;
+            crate::sources::rsync::command::execute(&load()?, cmd)
+        }
+        Command::Github(cmd) => {
+            crate::run::unit_guard::arm()?;
+            crate::sources::github::command::execute(&load()?, cmd)
+        }
     }
 }

@@ -93,13 +93,17 @@ pub fn execute(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&outcome.manifest)?);
     }
     let line = summary::one_line(&outcome);
-    if outcome.success() {
+    // A `--only` run can succeed and leave the tree partial: say so, but exit 0.
+    if outcome.success() && (outcome.manifest.complete || outcome.snapshot.is_none()) {
         tracing::info!("{line}");
-        Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("{line}");
-        Ok(ExitCode::FAILURE)
     }
+    Ok(if outcome.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `--dry-run`: each unit with its child command line (or JSON); exit 1 when a source could

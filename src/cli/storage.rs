@@ -3,10 +3,12 @@
 //! names, prints, and turns per-snapshot failures into the exit status.
 
 use crate::config::{Config, SnapshotBackendKind};
-use crate::run::manifest;
+use crate::run::manifest::{self, RunManifest};
+use crate::run::plan::Plan;
+use crate::run::{self, RunOutcome, summary};
 use crate::snapshot::{self, SnapshotBackend, SnapshotName, UsageRow};
-use crate::util::{atomic_file, humanize, lock};
-use anyhow::Context;
+use crate::sources::ALL_SOURCES;
+use crate::util::{humanize, lock};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -187,8 +189,10 @@ pub fn umount(config: &Config, args: UmountArgs) -> anyhow::Result<ExitCode> {
     Ok(for_each(&names, |name| Ok(backend.unmount(name)?)))
 }
 
-/// Runs `deltaic snapshot`: takes the backup lock (so it never freezes a run half-way), takes
-/// one snapshot named after today, and prints its name.
+/// Runs `deltaic snapshot`: takes the backup lock exclusively (so it never freezes a run or a
+/// unit started by hand half-way), writes the snapshot's record (complete only when every
+/// configured unit last succeeded: [`crate::run::unit_status`]), takes one snapshot named after
+/// today, prints its name on stdout and whether it is complete or partial on stderr.
 pub fn snapshot(config: &Config, _args: SnapshotArgs) -> anyhow::Result<ExitCode> {
     let root = config.root();
     if !root.is_dir() {
@@ -202,59 +206,43 @@ pub fn snapshot(config: &Config, _args: SnapshotArgs) -> anyhow::Result<ExitCode
         // Never drop a lock directory into the empty mount point of an unmounted LV (§8.1).
         lock::require_mounted(root)?;
     }
-    let _lock = lock::acquire(root, "backup")?;
+    let _lock = lock::acquire(root, lock::BACKUP_LOCK)?;
     let backend = snapshot::open(config)?;
-    let name = take_snapshot(backend.as_ref(), root, jiff::ZonedDateTime::now().date())?;
+    let plan = run::plan::plan(config, ALL_SOURCES, &mut rand::rng());
+    let (name, record) = take_snapshot(backend, root, &plan, jiff::ZonedDateTime::now().date())?;
     println!("{name}");
+    if record.complete {
+        eprintln!("snapshot {name} recorded as complete");
+    } else {
+        eprintln!(
+            "snapshot {name} recorded as partial: {}",
+            summary::earlier_problems(&record).join("; ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates the next free snapshot of `date` and returns its name.
+/// Writes the record of the next free snapshot of `date`, judged on `plan`, then creates the
+/// snapshot; returns its name and record.
 ///
-/// A run record for that free name can only be left by a `deltaic run` that crashed between
-/// writing its manifest and making its snapshot (§5.9). It does not describe this snapshot, so
-/// it is deleted first: a snapshot made here has no record and counts as complete, as documented
-/// (otherwise `ls` and `prune` would take the crashed run's word, e.g. `partial`).
+/// A record already there for that free name can only be left by a `deltaic run` that crashed
+/// between writing its manifest and making its snapshot (§5.9); it is replaced.
 fn take_snapshot(
-    backend: &dyn SnapshotBackend,
+    backend: Box<dyn SnapshotBackend>,
     root: &Path,
+    plan: &Plan,
     date: jiff::civil::Date,
-) -> anyhow::Result<SnapshotName> {
-    let name = backend.next_name(date)?;
-    discard_stale_record(root, &name)?;
-    backend
-        .create(&name)
-        .with_context(|| format!("taking snapshot {name}"))?;
-    Ok(name)
-}
-
-/// Durably deletes the run record of the not yet existing snapshot `name`, if there is one.
-fn discard_stale_record(root: &Path, name: &SnapshotName) -> anyhow::Result<()> {
-    let path = manifest::record_path(root, name);
-    match std::fs::remove_file(&path) {
-        Ok(()) => {
-            tracing::warn!(
-                "deleted {}: a run crashed before taking snapshot {name}, which this new \
-                 snapshot is not",
-                path.display()
-            );
-            let dir = path.parent().unwrap_or(root);
-            atomic_file::sync_dir(dir).with_context(|| {
-                format!(
-                    "syncing {} after deleting {}",
-                    dir.display(),
-                    path.display()
-                )
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| {
-            format!(
-                "deleting the stale run record {} (left by a crashed run); delete it by hand, \
-                 or snapshot {name} would be described by that run",
-                path.display()
-            )
-        }),
+) -> anyhow::Result<(SnapshotName, RunManifest)> {
+    let mut outcome = RunOutcome {
+        manifest: run::manual_snapshot_manifest(root, plan),
+        snapshot: None,
+        snapshot_requested: true,
+        problems: Vec::new(),
+    };
+    run::record_and_snapshot(root, &mut outcome, Some(Ok(backend)), date);
+    match outcome.snapshot {
+        Some(name) if outcome.problems.is_empty() => Ok((name, outcome.manifest)),
+        _ => anyhow::bail!("{}", outcome.problems.join("; ")),
     }
 }
 
@@ -326,38 +314,127 @@ mod tests {
         assert_eq!(low, ["b"]);
     }
 
-    #[test]
-    fn snapshot_takes_the_next_free_name_of_the_day() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let backend = crate::snapshot::dir::DirBackend::with_tools(
-            &root,
-            &dir.path().join("snaps"),
+    /// A `dir` backend for `root`, its snapshots beside it.
+    fn dir_backend(dir: &Path, root: &Path) -> Box<dyn SnapshotBackend> {
+        Box::new(crate::snapshot::dir::DirBackend::with_tools(
+            root,
+            &dir.join("snaps"),
             crate::snapshot::tools::Tools::default(),
-        );
-        let day = jiff::civil::date(2024, 1, 1);
-        assert_eq!(
-            take_snapshot(&backend, &root, day).unwrap().to_string(),
-            "20240101-1"
-        );
-        assert_eq!(
-            take_snapshot(&backend, &root, day).unwrap().to_string(),
-            "20240101-2"
-        );
-        assert_eq!(backend.list().unwrap().len(), 2);
+        ))
+    }
+
+    fn new_root(dir: &Path) -> std::path::PathBuf {
+        let root = dir.join("root");
+        std::fs::create_dir(&root).unwrap();
+        root
+    }
+
+    /// A plan of rsync units `names` (and a planning error for github when `unplanned`).
+    fn plan_of(names: &[&str], unplanned: bool) -> Plan {
+        let units = names
+            .iter()
+            .map(|n| crate::sources::Unit {
+                root: n.to_string().try_into().unwrap(),
+                backup_args: vec![],
+            })
+            .collect();
+        Plan {
+            sources: vec![run::plan::SourcePlan {
+                label: "rsync",
+                workers: std::num::NonZeroUsize::MIN,
+                units,
+            }],
+            errors: if unplanned {
+                vec![run::plan::PlanningError {
+                    source: "github",
+                    message: "HTTP 502".into(),
+                }]
+            } else {
+                vec![]
+            },
+            selection: None,
+        }
     }
 
     #[test]
-    fn snapshot_drops_the_record_a_crashed_run_left_for_its_name() {
+    fn snapshot_takes_the_next_free_name_of_the_day_with_its_record() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let backend = crate::snapshot::dir::DirBackend::with_tools(
-            &root,
-            &dir.path().join("snaps"),
-            crate::snapshot::tools::Tools::default(),
+        let root = new_root(dir.path());
+        let day = jiff::civil::date(2024, 1, 1);
+        let plan = plan_of(&[], false);
+        let (first, record) =
+            take_snapshot(dir_backend(dir.path(), &root), &root, &plan, day).unwrap();
+        assert_eq!(first.to_string(), "20240101-1");
+        assert!(record.complete, "nothing configured, nothing torn");
+        assert!(record.coverage.manual_snapshot);
+        assert_eq!(RunManifest::read(&root, &first).unwrap(), Some(record));
+        let (second, _) = take_snapshot(dir_backend(dir.path(), &root), &root, &plan, day).unwrap();
+        assert_eq!(second.to_string(), "20240101-2");
+        assert_eq!(dir_backend(dir.path(), &root).list().unwrap().len(), 2);
+        // The snapshot carries its own record.
+        let inside = dir.path().join("snaps/20240101-2/.deltaic/manifest.json");
+        let inside: RunManifest = serde_json::from_slice(&std::fs::read(inside).unwrap()).unwrap();
+        assert_eq!(inside.snapshot, Some(second));
+    }
+
+    #[test]
+    fn a_manual_snapshot_is_partial_while_a_unit_last_failed_never_ran_or_a_source_is_unplanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = new_root(dir.path());
+        let day = jiff::civil::date(2024, 1, 1);
+        let mut statuses = crate::run::unit_status::UnitStatuses::new();
+        let record = |name: &str, status| manifest::UnitRecord {
+            unit: name.to_string().try_into().unwrap(),
+            status,
+            exit_code: None,
+            duration_secs: 0.0,
+            report: manifest::UnitReport::default(),
+        };
+        crate::run::unit_status::update(
+            &mut statuses,
+            &[
+                record("rsync/a", manifest::UnitStatus::Ok),
+                record("rsync/b", manifest::UnitStatus::Failed),
+            ],
+            "2024-01-01T01:00:00Z",
         );
+        crate::run::unit_status::save(&root, &statuses).unwrap();
+
+        let cases: [(&[&str], bool, bool, &str); 4] = [
+            (&["rsync/a"], false, true, ""),
+            (
+                &["rsync/a", "rsync/b"],
+                false,
+                false,
+                "1 unit did not succeed in its last run or never ran (rsync/b)",
+            ),
+            (
+                &["rsync/a", "rsync/new"],
+                false,
+                false,
+                "1 unit did not succeed in its last run or never ran (rsync/new)",
+            ),
+            (
+                &["rsync/a"],
+                true,
+                false,
+                "1 source could not be planned (github)",
+            ),
+        ];
+        for (units, unplanned, complete, why) in cases {
+            let plan = plan_of(units, unplanned);
+            let (name, record) =
+                take_snapshot(dir_backend(dir.path(), &root), &root, &plan, day).unwrap();
+            assert_eq!(record.complete, complete, "{units:?}");
+            assert_eq!(manifest::is_complete(&root, &name), complete, "{units:?}");
+            assert_eq!(summary::earlier_problems(&record).join("; "), why);
+        }
+    }
+
+    #[test]
+    fn snapshot_replaces_the_record_a_crashed_run_left_for_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = new_root(dir.path());
         let name: SnapshotName = "20240101-1".parse().unwrap();
         let crashed = manifest::RunManifest {
             version: 1,
@@ -368,12 +445,20 @@ mod tests {
             complete: false,
             planning_errors: Vec::new(),
             units: Vec::new(),
+            coverage: manifest::Coverage::default(),
         };
         crashed.write(&root).unwrap();
         assert!(!manifest::is_complete(&root, &name));
         let day = jiff::civil::date(2024, 1, 1);
-        assert_eq!(take_snapshot(&backend, &root, day).unwrap(), name);
-        assert!(!manifest::record_path(&root, &name).exists());
+        let (taken, record) = take_snapshot(
+            dir_backend(dir.path(), &root),
+            &root,
+            &plan_of(&[], false),
+            day,
+        )
+        .unwrap();
+        assert_eq!(taken, name);
+        assert_eq!(RunManifest::read(&root, &name).unwrap(), Some(record));
         assert!(manifest::is_complete(&root, &name));
     }
 

@@ -163,6 +163,7 @@ pub(crate) mod tests {
             complete,
             planning_errors: Vec::new(),
             units: Vec::new(),
+            coverage: Default::default(),
         }
         .write(root)
         .unwrap();

@@ -7,10 +7,17 @@
 //!   (it only gets here as root when it was allowed to);
 //! * stdin is /dev/null; stdout and stderr are appended to the unit's logs ([`super::unit_log`]);
 //! * the environment is an allowlist ([`ENV_ALLOWLIST`]; BUG-8 fixed), plus
-//!   `DELTAIC_UNIT_REPORT`, where the child writes its [`UnitReport`];
+//!   `DELTAIC_UNIT_REPORT`, where the child writes its [`UnitReport`], and `DELTAIC_RUN_PID`
+//!   ([`lock::RUN_PID_ENV`]), this run's pid: the child then knows it runs under this run's lock
+//!   ([`lock::unit_locks`]) and must not outlive it ([`super::unit_guard`]);
 //! * the child leads its own process group, so a timeout or an interrupted run stops the whole
 //!   unit, ssh and rsync included: SIGTERM to the group, SIGKILL after a grace period; and
 //!   whatever the unit leaves running after it exits is terminated too ([`run_in_group`]).
+//!   The groups of the running units are registered, so that a run exiting at once (a second
+//!   signal, [`super::signals`]) signals them first ([`RUNNING_UNITS`]);
+//! * the child is spawned by the worker thread that waits for it, so the parent-death signal
+//!   the child arms ([`super::unit_guard`]) fires exactly when the run dies, not when some other
+//!   thread ends.
 
 use super::excerpt;
 use super::manifest::{UNIT_REPORT_ENV, UnitReport, UnitStatus, state_dir};
@@ -18,11 +25,12 @@ use super::scheduler::{UnitOutcome, UnitRunner};
 use super::unit_log::{ChildEnd, Killed, UnitLog, footer, header};
 use crate::config::Config;
 use crate::sources::Unit;
-use crate::util::process;
+use crate::util::{lock, process};
 use anyhow::Context;
 use jiff::ZonedDateTime;
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
@@ -30,6 +38,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Environment variables a unit child inherits; a trailing `*` matches a prefix. Everything else
@@ -147,6 +156,68 @@ pub struct Supervised {
     pub killed: Option<Killed>,
 }
 
+/// A set of process groups (their leaders' pids) that can be signalled together.
+///
+/// [`run_in_group`] registers each unit's group in [`RUNNING_UNITS`] from spawn until just
+/// before its leader is reaped: while the leader is unreaped its pid, the group id, cannot be
+/// reused, so signalling a registered group never hits a stranger.
+#[derive(Debug, Default)]
+pub struct UnitGroups(Mutex<BTreeSet<i32>>);
+
+/// The process groups of the units running now in this process.
+pub static RUNNING_UNITS: UnitGroups = UnitGroups::new();
+
+impl UnitGroups {
+    /// An empty set.
+    pub const fn new() -> UnitGroups {
+        UnitGroups(Mutex::new(BTreeSet::new()))
+    }
+
+    fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds the group led by `leader` until the returned guard is dropped.
+    pub fn register(&self, leader: Pid) -> Registered<'_> {
+        self.set().insert(leader.as_raw_nonzero().get());
+        Registered {
+            groups: self,
+            leader,
+        }
+    }
+
+    /// Whether the group led by `leader` is registered.
+    pub fn contains(&self, leader: Pid) -> bool {
+        self.set().contains(&leader.as_raw_nonzero().get())
+    }
+
+    /// Sends `signal` to every registered group; returns how many there were.
+    pub fn signal_all(&self, signal: Signal) -> usize {
+        let set = self.set();
+        for &pgid in set.iter() {
+            if let Some(pid) = Pid::from_raw(pgid) {
+                signal_group(pid, signal);
+            }
+        }
+        set.len()
+    }
+}
+
+/// A group's registration in a [`UnitGroups`], removed when dropped.
+#[derive(Debug)]
+pub struct Registered<'a> {
+    groups: &'a UnitGroups,
+    leader: Pid,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.groups
+            .set()
+            .remove(&self.leader.as_raw_nonzero().get());
+    }
+}
+
 /// Runs `cmd` as the leader of a new process group and waits for it, stopping the group with
 /// SIGTERM (then SIGKILL after `limits.grace`) when `limits.timeout` passes or `stop` is set.
 /// Once the leader has exited, what is left of its group gets SIGTERM (SIGKILL after a kill),
@@ -161,6 +232,7 @@ pub fn run_in_group(
     cmd.process_group(0);
     let mut child = cmd.spawn()?;
     let pid = Pid::from_child(&child);
+    let registered = RUNNING_UNITS.register(pid);
     let started = Instant::now();
     let mut killing: Option<(Killed, Instant, bool)> = None;
     while !leader_exited(pid)? {
@@ -198,6 +270,7 @@ pub fn run_in_group(
             Signal::TERM
         },
     );
+    drop(registered); // before the leader is reaped and its pid may be reused
     let status = child.wait()?;
     let end = match (status.code(), status.signal()) {
         (Some(code), _) => ChildEnd::Exited(code),
@@ -279,9 +352,15 @@ impl<'a> ChildRunner<'a> {
     }
 
     fn report_path(&self, unit: &Unit) -> PathBuf {
-        self.reports
-            .join(format!("{}.json", unit.root.as_str().replace('/', "%")))
+        self.reports.join(report_file_name(unit))
     }
+}
+
+/// The unit's report file name: its root with `%` and `/` percent-encoded (`%25`, `%2F`), so
+/// that distinct units never share a file (`github/a%b/c` and `github/a/b%c` differ).
+fn report_file_name(unit: &Unit) -> String {
+    let encoded = unit.root.as_str().replace('%', "%25").replace('/', "%2F");
+    format!("{encoded}.json")
 }
 
 impl Drop for ChildRunner<'_> {
@@ -307,6 +386,7 @@ impl UnitRunner for ChildRunner<'_> {
         cmd.env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(UNIT_REPORT_ENV, &report_path)
+            .env(lock::RUN_PID_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -494,6 +574,11 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("DELTAIC_UNIT_REPORT="), "{out}");
+        // The run's pid, so the unit knows it runs under the run's lock and dies with it.
+        assert!(
+            out.contains(&format!("\nDELTAIC_RUN_PID={}\n", std::process::id())),
+            "{out}"
+        );
         assert!(
             !out.contains("FOO") && !out.contains("stdin was not empty"),
             "{out}"
@@ -668,6 +753,48 @@ mod tests {
         });
         assert_eq!(done.killed, Some(Killed::Interrupted));
         assert!(wait_gone(read_pid(&pidfile)));
+    }
+
+    #[test]
+    fn report_file_names_are_distinct_for_distinct_units() {
+        let names = [
+            "github/a%b/c",
+            "github/a/b%c",
+            "github/a%2Fb/c",
+            "github/a/b/c",
+        ];
+        let files: std::collections::BTreeSet<String> =
+            names.iter().map(|n| report_file_name(&unit(n))).collect();
+        assert_eq!(files.len(), names.len(), "{files:?}");
+        assert_eq!(report_file_name(&unit("rsync/h")), "rsync%2Fh.json");
+        assert!(files.iter().all(|f| !f.contains('/')), "{files:?}");
+    }
+
+    #[test]
+    fn a_unit_group_is_registered_exactly_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("leader.pid");
+        let release = dir.path().join("release");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!(
+            "echo $$ > {}; while [ ! -e {} ]; do sleep 0.05; done",
+            pidfile.display(),
+            release.display()
+        ));
+        let limits = Limits {
+            timeout: None,
+            grace: Duration::from_secs(5),
+        };
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let handle = scope.spawn(|| run_in_group(&mut cmd, &limits, &stop));
+            let leader = Pid::from_raw(read_pid(&pidfile)).unwrap();
+            assert!(RUNNING_UNITS.contains(leader));
+            fs::write(&release, "").unwrap();
+            let done = handle.join().unwrap().unwrap();
+            assert_eq!(done.end, ChildEnd::Exited(0));
+            assert!(!RUNNING_UNITS.contains(leader));
+        });
     }
 
     #[test]

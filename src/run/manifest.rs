@@ -2,10 +2,15 @@
 //! backup root just before the snapshot so every snapshot carries its own record.
 //!
 //! Two copies are written, both atomically:
-//! * `ROOT/.deltaic/manifest.json`: the latest run; inside a snapshot, that snapshot's run.
+//! * `ROOT/.deltaic/manifest.json`: the latest record (of a run, or of `deltaic snapshot`);
+//!   inside a snapshot, that snapshot's record.
 //! * `ROOT/.deltaic/runs/<snapshot>.json`: one per snapshot, so `ls` and `prune` learn whether a
 //!   snapshot is complete without mounting it. A snapshot without a record (one made by the
-//!   original, or by `deltaic snapshot`) counts as complete.
+//!   original) counts as complete. `deltaic snapshot` writes a record too, with no units.
+//!
+//! `complete` is about the whole tree, not only the units this run ran: every unit of the full
+//! plan must have succeeded the last time it ran ([`super::unit_status`]), so a run with
+//! `--only`, or a manual snapshot, is partial while some other unit's last run failed.
 //!
 //! A unit child reports its figures (bytes, scrub mismatches) through a [`UnitReport`] file
 //! whose path the driver passes in `DELTAIC_UNIT_REPORT`.
@@ -98,13 +103,37 @@ pub struct RunManifest {
     /// The snapshot this run is recorded in, if one was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotName>,
-    /// True when every planned unit succeeded (and every source could be planned).
+    /// True when every source could be planned and every unit of the full plan (all configured
+    /// units, not only those this run ran) succeeded the last time it ran.
     pub complete: bool,
     /// Sources whose units could not be planned, with the error (BUG-5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub planning_errors: Vec<String>,
-    /// One record per unit.
+    /// One record per unit this run ran.
     pub units: Vec<UnitRecord>,
+    /// What `complete` was judged on, beyond this run's units.
+    #[serde(default, flatten)]
+    pub coverage: Coverage,
+}
+
+/// What a record's `complete` covers, beyond the units it lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// The units a `deltaic run --only` was narrowed to (absent for a full run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<UnitRoot>>,
+    /// Units of the full plan whose last run did not succeed, or which never ran: their data in
+    /// the tree may be torn or missing, which is why the record is not complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units_not_ok: Vec<UnitRoot>,
+    /// Planning errors of the sources a `--only` run left out: their units are unknown, so the
+    /// tree is not known to be complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out_planning_errors: Vec<String>,
+    /// Written by `deltaic snapshot`: no unit ran, `complete` is judged from the units' last
+    /// runs only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual_snapshot: bool,
 }
 
 /// Directory holding deltaic's own records inside the backup root.

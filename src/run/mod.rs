@@ -7,9 +7,12 @@
 //! 3. [`scheduler`]: one worker pool per source, all at once; each unit a child process
 //!    ([`child`], logs in [`unit_log`], failure excerpts from [`excerpt`]), progress to a
 //!    [`progress::Reporter`].
-//! 4. [`execute`] then writes the run manifest ([`manifest`], built by [`summary`]) and only
-//!    then takes the snapshot, even after failures: the manifest says whether the run was
-//!    complete. The CLI prints the outcome and maps it to the exit status.
+//! 4. [`execute`] then records each unit's outcome ([`unit_status`]), writes the run manifest
+//!    ([`manifest`], built by [`summary`]) and only then takes the snapshot, even after
+//!    failures: the manifest says whether the tree is complete (every unit of the full plan
+//!    last succeeded). The CLI prints the outcome and maps it to the exit status.
+//!
+//! A unit child never outlives the run ([`unit_guard`]), and runs under the run's lock.
 
 pub mod child;
 pub mod excerpt;
@@ -19,7 +22,9 @@ pub mod progress;
 pub mod scheduler;
 pub mod signals;
 pub mod summary;
+pub mod unit_guard;
 pub mod unit_log;
+pub mod unit_status;
 
 use crate::config::{Config, SnapshotBackendKind};
 use crate::snapshot::{SnapshotBackend, SnapshotError, SnapshotName};
@@ -33,8 +38,8 @@ use scheduler::UnitRunner;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Name of the lock `deltaic run` holds (`ROOT/.lock/backup`, §8.1).
-pub const LOCK_NAME: &str = "backup";
+/// Name of the lock `deltaic run` holds exclusively (`ROOT/.lock/backup`, §8.1).
+pub const LOCK_NAME: &str = lock::BACKUP_LOCK;
 
 /// Checks that the backup root is there and takes the run lock (§4.2 step 1, §8.1).
 ///
@@ -75,9 +80,17 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// True when every source was planned, every unit succeeded and nothing else went wrong.
+    /// True when every source of this run was planned, every unit it ran succeeded and nothing
+    /// else went wrong. (A `--only` run can succeed and still leave the tree partial, when a
+    /// unit it did not run last failed: see [`manifest::RunManifest::complete`].)
     pub fn success(&self) -> bool {
-        self.manifest.complete && self.problems.is_empty()
+        self.manifest.planning_errors.is_empty()
+            && self
+                .manifest
+                .units
+                .iter()
+                .all(|u| u.status == manifest::UnitStatus::Ok)
+            && self.problems.is_empty()
     }
 }
 
@@ -100,6 +113,7 @@ pub fn execute(
         snapshot_requested: snapshots.is_some(),
         problems: Vec::new(),
     };
+    judge_tree(config.root(), plan, &mut outcome);
     let backend = if stop.load(Ordering::SeqCst) {
         outcome
             .problems
@@ -115,6 +129,54 @@ pub fn execute(
         ZonedDateTime::now().date(),
     );
     outcome
+}
+
+/// Records the outcome of the units this run ran in `ROOT/.deltaic/unit-status.json`, then
+/// judges the whole tree on the full plan ([`unit_status::judge`]): sets the manifest's
+/// `complete` and [`manifest::Coverage`]. A status file that cannot be written is a problem of
+/// the run; the judgement then uses the statuses in memory.
+fn judge_tree(root: &Path, plan: &Plan, outcome: &mut RunOutcome) {
+    let manifest = &mut outcome.manifest;
+    let mut statuses = unit_status::load(root);
+    let ran = manifest.units.iter().filter(|r| scheduler::was_started(r));
+    unit_status::update(&mut statuses, ran, &manifest.finished);
+    if let Err(err) = unit_status::save(root, &statuses) {
+        outcome.problems.push(format!("{err:#}"));
+    }
+    let verdict = judge_plan(&statuses, plan);
+    manifest.complete &= verdict.complete;
+    manifest.coverage = manifest::Coverage {
+        only: plan.selection.as_ref().map(|s| s.only.clone()),
+        units_not_ok: verdict.units_not_ok,
+        left_out_planning_errors: plan
+            .selection
+            .iter()
+            .flat_map(|s| &s.left_out_errors)
+            .map(ToString::to_string)
+            .collect(),
+        manual_snapshot: false,
+    };
+}
+
+/// Judges the tree on `plan`'s full plan, selected or not.
+fn judge_plan(statuses: &unit_status::UnitStatuses, plan: &Plan) -> unit_status::Verdict {
+    unit_status::judge(statuses, plan.full_plan_units(), plan.full_plan_failed())
+}
+
+/// The record of a snapshot taken by `deltaic snapshot`, not by a run: no units, and
+/// `complete` judged like a run's, on the full `plan` and each unit's last outcome
+/// ([`unit_status`]).
+pub fn manual_snapshot_manifest(root: &Path, plan: &Plan) -> RunManifest {
+    let now = ZonedDateTime::now();
+    let mut manifest = summary::build_manifest(&now, &now, &plan.errors, Vec::new());
+    let verdict = judge_plan(&unit_status::load(root), plan);
+    manifest.complete = verdict.complete;
+    manifest.coverage = manifest::Coverage {
+        units_not_ok: verdict.units_not_ok,
+        manual_snapshot: true,
+        ..manifest::Coverage::default()
+    };
+    manifest
 }
 
 /// Writes the manifest, then takes the snapshot named after `today` (§5.9): the manifest names
@@ -488,6 +550,106 @@ mod tests {
         assert_eq!(outcome.manifest.units[0].status, UnitStatus::Failed);
         assert!(outcome.problems[0].contains("interrupted"));
         assert!(!fx.latest().complete);
+        // A unit that never started keeps its last outcome (it was not touched).
+        assert!(unit_status::load(fx.dir.path()).is_empty());
+    }
+
+    #[test]
+    fn an_only_run_is_partial_while_a_unit_it_did_not_run_last_failed() {
+        let fx = Fixture::new();
+        let config = config(fx.dir.path());
+        let source = FakeSource {
+            label: "rsync",
+            units: Ok(vec!["rsync/a", "rsync/b"]),
+            workers: 1,
+        };
+        let stop = AtomicBool::new(false);
+        let run = |only: &[&str], runner: &FakeRunner| {
+            let mut plan = plan_of(&[&source], fx.dir.path());
+            let only: Vec<String> = only.iter().map(|u| u.to_string()).collect();
+            plan.select(&only).unwrap();
+            let open = || -> anyhow::Result<Box<dyn SnapshotBackend>> {
+                Ok(Box::new(fx.backend(&[], false, false)))
+            };
+            execute(
+                &config,
+                &plan,
+                runner,
+                &Recorder::default(),
+                &stop,
+                Some(&open),
+            )
+        };
+        let root_of = |name: &str| crate::sources::UnitRoot::try_from(name.to_string()).unwrap();
+
+        // The full run: b fails.
+        let first = run(&[], &FakeRunner::new(&[("rsync/b", Act::Fail(23))]));
+        assert!(!first.success() && !first.manifest.complete);
+        assert_eq!(first.manifest.coverage.units_not_ok, [root_of("rsync/b")]);
+        assert_eq!(first.manifest.coverage.only, None);
+
+        // Only a, which succeeds: the run succeeds, but b's data may still be torn.
+        let second = run(&["rsync/a"], &FakeRunner::default());
+        assert!(second.success(), "{:?}", second.problems);
+        let m = &second.manifest;
+        assert!(!m.complete);
+        assert_eq!(m.units.len(), 1);
+        assert_eq!(m.coverage.only, Some(vec![root_of("rsync/a")]));
+        assert_eq!(m.coverage.units_not_ok, [root_of("rsync/b")]);
+        assert!(!manifest::is_complete(
+            fx.dir.path(),
+            &second.snapshot.unwrap()
+        ));
+        let line = summary::one_line(&second);
+        assert!(
+            line.contains("1 unit did not succeed in its last run or never ran (rsync/b)")
+                && line.ends_with("taken, recorded as partial"),
+            "{line}"
+        );
+
+        // Only b, which succeeds now: every unit last succeeded, so the tree is complete.
+        let third = run(&["rsync/b"], &FakeRunner::default());
+        assert!(third.success() && third.manifest.complete);
+        assert!(third.manifest.coverage.units_not_ok.is_empty());
+        assert!(manifest::is_complete(
+            fx.dir.path(),
+            &third.snapshot.unwrap()
+        ));
+        let statuses = unit_status::load(fx.dir.path());
+        assert_eq!(statuses.len(), 2);
+        assert!(statuses.values().all(|o| o.status == UnitStatus::Ok));
+    }
+
+    #[test]
+    fn a_source_left_out_by_only_that_cannot_be_planned_keeps_the_tree_partial() {
+        let fx = Fixture::new();
+        let rsync = FakeSource {
+            label: "rsync",
+            units: Ok(vec!["rsync/a"]),
+            workers: 1,
+        };
+        let github = FakeSource {
+            label: "github",
+            units: Err("HTTP 502"),
+            workers: 1,
+        };
+        let mut plan = plan_of(&[&github, &rsync], fx.dir.path());
+        plan.select(&["rsync/a".to_string()]).unwrap();
+        let outcome = execute(
+            &config(fx.dir.path()),
+            &plan,
+            &FakeRunner::default(),
+            &Recorder::default(),
+            &AtomicBool::new(false),
+            None,
+        );
+        assert!(outcome.success(), "the run did all it was asked");
+        assert!(!outcome.manifest.complete);
+        assert!(outcome.manifest.planning_errors.is_empty());
+        assert_eq!(
+            outcome.manifest.coverage.left_out_planning_errors,
+            ["github: listing repositories: HTTP 502"]
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! after the earlier sources had started, and took no snapshot).
 
 use crate::config::Config;
-use crate::sources::{Source, Unit};
+use crate::sources::{Source, Unit, UnitRoot};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -46,6 +46,20 @@ pub struct Plan {
     pub sources: Vec<SourcePlan>,
     /// The sources that could not be planned.
     pub errors: Vec<PlanningError>,
+    /// Set by [`Plan::select`]: what the run was narrowed to, and what of the full plan it
+    /// leaves out (which still decides whether the tree is complete).
+    pub selection: Option<Selection>,
+}
+
+/// What `--only` kept out of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// The units asked for, as given.
+    pub only: Vec<UnitRoot>,
+    /// The planned units not asked for.
+    pub left_out: Vec<UnitRoot>,
+    /// The planning errors of sources none of whose units were asked for.
+    pub left_out_errors: Vec<PlanningError>,
 }
 
 /// Plans every source in `sources` (normally [`crate::sources::ALL_SOURCES`]).
@@ -72,6 +86,21 @@ impl Plan {
     /// Every planned unit, in plan order.
     pub fn units(&self) -> impl Iterator<Item = &Unit> {
         self.sources.iter().flat_map(|s| &s.units)
+    }
+
+    /// Every unit of the full plan, those [`Plan::select`] left out included.
+    pub fn full_plan_units(&self) -> impl Iterator<Item = &UnitRoot> {
+        let left_out = self.selection.iter().flat_map(|s| &s.left_out);
+        self.units().map(|u| &u.root).chain(left_out)
+    }
+
+    /// Whether some source of the full plan could not be planned, selected or not.
+    pub fn full_plan_failed(&self) -> bool {
+        !self.errors.is_empty()
+            || self
+                .selection
+                .as_ref()
+                .is_some_and(|s| !s.left_out_errors.is_empty())
     }
 
     /// Keeps only the units named in `only` (by unit root, e.g. `rsync/octopus`); no-op when
@@ -115,12 +144,27 @@ impl Plan {
             }
             anyhow::bail!(message);
         }
+        let mut selection = Selection {
+            only: Vec::new(),
+            left_out: Vec::new(),
+            left_out_errors: std::mem::take(&mut self.errors),
+        };
         for source in &mut self.sources {
-            source
-                .units
-                .retain(|u| only.iter().any(|name| name == u.root.as_str()));
+            let (kept, left_out): (Vec<Unit>, Vec<Unit>) = std::mem::take(&mut source.units)
+                .into_iter()
+                .partition(|u| only.iter().any(|name| name == u.root.as_str()));
+            source.units = kept;
+            selection
+                .left_out
+                .extend(left_out.into_iter().map(|u| u.root));
         }
-        Ok(std::mem::take(&mut self.errors))
+        selection.only = only
+            .iter()
+            .filter_map(|name| UnitRoot::try_from(name.clone()).ok())
+            .collect();
+        let ignored = selection.left_out_errors.clone();
+        self.selection = Some(selection);
+        Ok(ignored)
     }
 }
 
@@ -251,15 +295,29 @@ pub(crate) mod tests {
                 source: "github",
                 message: "down".into(),
             }],
+            selection: None,
         };
         let mut unchanged = plan.clone();
         assert_eq!(unchanged.select(&[]).unwrap(), vec![]);
         assert_eq!(unchanged, plan);
 
+        assert!(plan.full_plan_failed());
         let dropped = plan.select(&["rsync/c".into(), "rsync/a".into()]).unwrap();
         assert_eq!(names(&plan), ["rsync/a", "rsync/c"]);
         assert_eq!(dropped.len(), 1);
         assert!(plan.errors.is_empty());
+        // What was left out still belongs to the full plan, which completeness is judged on.
+        let selection = plan.selection.clone().unwrap();
+        assert_eq!(selection.only, [unit_root("rsync/c"), unit_root("rsync/a")]);
+        assert_eq!(selection.left_out, [unit_root("rsync/b")]);
+        assert_eq!(selection.left_out_errors, dropped);
+        let full: Vec<&str> = plan.full_plan_units().map(UnitRoot::as_str).collect();
+        assert_eq!(full, ["rsync/a", "rsync/c", "rsync/b"]);
+        assert!(plan.full_plan_failed(), "github could not be planned");
+    }
+
+    fn unit_root(name: &str) -> UnitRoot {
+        UnitRoot::try_from(name.to_string()).unwrap()
     }
 
     #[test]

@@ -151,6 +151,12 @@ fn run_one(unit: &Unit, runner: &dyn UnitRunner, reporter: &dyn Reporter) -> Uni
     }
 }
 
+/// Whether the unit of `record` was started (false for those an interrupted run never reached,
+/// whose data this run did not touch).
+pub fn was_started(record: &UnitRecord) -> bool {
+    !record.report.warnings.iter().any(|w| w == NOT_RUN_WARNING)
+}
+
 fn not_run(unit: &Unit) -> UnitRecord {
     UnitRecord {
         unit: unit.root.clone(),
@@ -471,6 +477,7 @@ pub(crate) mod tests {
             vec![NOT_RUN_WARNING.to_string()]
         );
         assert!(!runner.events().contains(&"start rsync/b".to_string()));
+        assert!(was_started(&records[0]) && !was_started(&records[1]));
     }
 
     #[test]

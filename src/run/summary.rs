@@ -2,7 +2,7 @@
 //! summary printed on stderr when something went wrong (and at `-v` otherwise).
 
 use super::RunOutcome;
-use super::manifest::{MANIFEST_VERSION, RunManifest, UnitRecord, UnitStatus};
+use super::manifest::{Coverage, MANIFEST_VERSION, RunManifest, UnitRecord, UnitStatus};
 use super::plan::PlanningError;
 use jiff::ZonedDateTime;
 
@@ -13,7 +13,8 @@ pub fn rfc3339(at: &ZonedDateTime) -> String {
 }
 
 /// The manifest of a run that started and finished at the given times (no snapshot yet).
-/// The run is complete when every source could be planned and every unit succeeded.
+/// Here the run is complete when every source could be planned and every unit succeeded; the
+/// driver then narrows `complete` to the whole tree ([`super::unit_status::judge`]).
 pub fn build_manifest(
     started: &ZonedDateTime,
     finished: &ZonedDateTime,
@@ -29,6 +30,7 @@ pub fn build_manifest(
         complete: planning_errors.is_empty() && units.iter().all(|u| u.status == UnitStatus::Ok),
         planning_errors: planning_errors.iter().map(ToString::to_string).collect(),
         units,
+        coverage: Coverage::default(),
     }
 }
 
@@ -53,14 +55,7 @@ pub fn one_line(outcome: &RunOutcome) -> String {
             n => format!("all {n} units succeeded"),
         });
     } else {
-        let mut names: Vec<&str> = failed
-            .iter()
-            .take(NAMES_SHOWN)
-            .map(|u| u.unit.as_str())
-            .collect();
-        if failed.len() > NAMES_SHOWN {
-            names.push("…");
-        }
+        let names = elided(failed.iter().map(|u| u.unit.as_str()));
         let timed_out = failed
             .iter()
             .filter(|u| u.status == UnitStatus::TimedOut)
@@ -71,27 +66,11 @@ pub fn one_line(outcome: &RunOutcome) -> String {
             String::new()
         };
         parts.push(format!(
-            "{} of {total} units failed ({}){timed_out}",
+            "{} of {total} units failed ({names}){timed_out}",
             failed.len(),
-            names.join(", ")
         ));
     }
-    if !manifest.planning_errors.is_empty() {
-        let sources: Vec<&str> = manifest
-            .planning_errors
-            .iter()
-            .map(|e| e.split(':').next().unwrap_or(e))
-            .collect();
-        parts.push(format!(
-            "{} could not be planned ({})",
-            if sources.len() == 1 {
-                "1 source".to_string()
-            } else {
-                format!("{} sources", sources.len())
-            },
-            sources.join(", ")
-        ));
-    }
+    parts.extend(earlier_problems(manifest));
     parts.push(match &outcome.snapshot {
         Some(name) if manifest.complete => format!("snapshot {name} taken"),
         Some(name) => format!("snapshot {name} taken, recorded as partial"),
@@ -99,6 +78,56 @@ pub fn one_line(outcome: &RunOutcome) -> String {
         None => "no snapshot requested".to_string(),
     });
     format!("deltaic run: {}", parts.join("; "))
+}
+
+/// Why a record is partial beyond the failures of its own units: sources that could not be
+/// planned, and units whose last run (before this one, or never) did not succeed.
+pub fn earlier_problems(manifest: &RunManifest) -> Vec<String> {
+    let mut parts = Vec::new();
+    let unplanned = |errors: &[String], what: &str| {
+        let sources: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(':').next().unwrap_or(e))
+            .collect();
+        let count = match sources.len() {
+            1 => format!("1 {what}source"),
+            n => format!("{n} {what}sources"),
+        };
+        format!("{count} could not be planned ({})", sources.join(", "))
+    };
+    if !manifest.planning_errors.is_empty() {
+        parts.push(unplanned(&manifest.planning_errors, ""));
+    }
+    let coverage = &manifest.coverage;
+    if !coverage.left_out_planning_errors.is_empty() {
+        parts.push(unplanned(&coverage.left_out_planning_errors, "unselected "));
+    }
+    let earlier: Vec<&str> = coverage
+        .units_not_ok
+        .iter()
+        .filter(|u| !manifest.units.iter().any(|r| &r.unit == *u))
+        .map(|u| u.as_str())
+        .collect();
+    if !earlier.is_empty() {
+        let count = earlier.len();
+        parts.push(format!(
+            "{count} {} did not succeed in {} last run or never ran ({})",
+            if count == 1 { "unit" } else { "units" },
+            if count == 1 { "its" } else { "their" },
+            elided(earlier.into_iter())
+        ));
+    }
+    parts
+}
+
+/// The first [`NAMES_SHOWN`] names, comma-separated, then `…` if there are more.
+fn elided<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    let mut shown: Vec<&str> = names.iter().take(NAMES_SHOWN).copied().collect();
+    if names.len() > NAMES_SHOWN {
+        shown.push("…");
+    }
+    shown.join(", ")
 }
 
 #[cfg(test)]
@@ -199,6 +228,28 @@ mod tests {
         assert_eq!(
             one_line(&outcome(good, None)),
             "deltaic run: all 2 units succeeded; no snapshot taken"
+        );
+    }
+
+    #[test]
+    fn earlier_problems_name_units_of_other_runs_and_unplanned_sources() {
+        let mut manifest = build_manifest(
+            &at(1),
+            &at(2),
+            &[],
+            vec![record("rsync/a", UnitStatus::Failed)],
+        );
+        assert!(earlier_problems(&manifest).is_empty());
+        let root = |n: &str| crate::sources::UnitRoot::try_from(n.to_string()).unwrap();
+        // rsync/a failed in this run: the summary names it already, not again here.
+        manifest.coverage.units_not_ok = vec![root("rsync/a"), root("rsync/b"), root("rsync/c")];
+        manifest.coverage.left_out_planning_errors = vec!["github: HTTP 502".into()];
+        assert_eq!(
+            earlier_problems(&manifest),
+            [
+                "1 unselected source could not be planned (github)",
+                "2 units did not succeed in their last run or never ran (rsync/b, rsync/c)"
+            ]
         );
     }
 

@@ -487,6 +487,55 @@ fn a_run_killed_mid_transfer_like_a_power_loss_keeps_the_last_snapshot_and_the_r
 }
 
 #[test]
+fn a_run_killed_alone_takes_its_units_down_at_once_and_an_immediate_rerun_converges() {
+    let Some(w) = World::start() else { return };
+    let src = w.source("data");
+    big_files(&src, 3, 8 * MIB, 1);
+    let hosts = host(HOST1, &src, "");
+    // 24 MiB at 2000 KiB/s: about 12 s, far longer than the units may outlive the run.
+    w.config("  rsync-bwlimit: 2000\n", &hosts);
+    let mut run = w.deltaic().spawn(["run"]);
+    let dest = backup_of(&w.root(), "host1", &src);
+    let receiving =
+        || (1..=3).any(|i| fs::metadata(dest.join(format!("big{i}"))).is_ok_and(|m| m.len() > 0));
+    wait_until("data to arrive in ROOT", Duration::from_secs(20), receiving);
+    let units = process::child_groups(run.id());
+    assert_eq!(units.len(), 1, "one unit is running");
+    assert!(
+        process::live_members(units[0]).len() >= 2,
+        "the unit's group holds the unit and its rsync"
+    );
+
+    // Only the run dies (as by the OOM killer), not the unit's group: the unit must stop by
+    // itself, rsync and ssh with it, within a few seconds.
+    process::kill_alone(&mut run);
+    process::wait_groups_gone(&units, Duration::from_secs(6));
+    let config = w.path("deltaic.conf").display().to_string();
+    let mentioning: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&config) && c.contains("rsync backup"))
+        .collect();
+    assert_eq!(mentioning, Vec::<String>::new(), "unit processes are left");
+
+    // An immediate rerun is refused by no lock, and converges.
+    w.config("", &hosts);
+    let ran = w.deltaic().expect(["run"], 0);
+    assert_starting_and_ending(&ran.stdout, &["rsync/host1"]);
+    tree::assert_same_contents(&dest, &src);
+    assert_eq!(w.ls(), format!("{} complete\n", today(1)));
+    assert_eq!(strays(&w.root()), Vec::<PathBuf>::new());
+    // The killed run's unit says in its log why it stopped.
+    let (_, err) = unit_logs(&w.root(), "rsync/host1");
+    assert!(
+        err.contains("terminating this unit and its processes"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_run_crashed_while_snapshotting_leaves_no_snapshot_and_no_record_that_misleads_later() {
     let Some(w) = World::start() else { return };
     let good = w.source("good");
@@ -520,18 +569,30 @@ fn a_run_crashed_while_snapshotting_leaves_no_snapshot_and_no_record_that_mislea
     assert_eq!(w.ls(), "");
     assert_eq!(run_record(&w.root(), &snap)["complete"], false);
 
-    // A manual snapshot takes that free name: it is no run's, so it counts as complete, and
-    // the leftover is gone.
+    // A manual snapshot takes that free name, with its own record instead of the crashed run's:
+    // partial, because host2 failed its last run (its data may be torn), and the leftover is
+    // gone.
     let manual = w.deltaic().expect(["snapshot"], 0);
     assert_eq!(manual.stdout, format!("{snap}\n"));
     assert!(
-        manual
-            .stderr
-            .contains("a run crashed before taking snapshot"),
+        manual.stderr.contains(&format!(
+            "snapshot {snap} recorded as partial: 1 unit did not succeed in its last run or \
+             never ran (rsync/octopus)"
+        )),
         "{}",
         manual.stderr
     );
-    assert_eq!(w.ls(), format!("{snap} complete\n"));
+    let record = run_record(&w.root(), &snap);
+    assert_eq!(
+        (
+            &record["manual_snapshot"],
+            &record["units"],
+            &record["units_not_ok"]
+        ),
+        (&json!(true), &json!([]), &json!(["rsync/octopus"])),
+        "{record}"
+    );
+    assert_eq!(w.ls(), format!("{snap} partial\n"));
     let entries: Vec<String> = fs::read_dir(&snapdir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -540,7 +601,7 @@ fn a_run_crashed_while_snapshotting_leaves_no_snapshot_and_no_record_that_mislea
 
     // The next run snapshots normally, recorded as partial (host2 still fails).
     w.deltaic().expect(["run"], 1);
-    assert_eq!(w.ls(), format!("{snap} complete\n{} partial\n", today(2)));
+    assert_eq!(w.ls(), format!("{snap} partial\n{} partial\n", today(2)));
 }
 
 #[test]
@@ -577,12 +638,23 @@ fn a_second_run_is_refused_while_the_first_holds_the_lock_and_the_first_complete
         second.stderr
     );
     assert_eq!(second.stdout, "", "the second run started no unit");
-    // A manual backup of the host being backed up is refused too (the per-host lock).
+    // A manual backup (of any host) is refused while the run holds the backup lock, and so is
+    // a manual snapshot.
     let manual = w.deltaic().expect(["rsync", "backup", HOST1], 1);
     assert!(
-        manual.stderr.contains("already running"),
+        manual
+            .stderr
+            .contains("a deltaic run or snapshot is in progress; try again when it ends"),
         "{}",
         manual.stderr
+    );
+    let snapshot = w.deltaic().expect(["snapshot"], 1);
+    assert!(
+        snapshot
+            .stderr
+            .contains("another deltaic backup is already running"),
+        "{}",
+        snapshot.stderr
     );
     assert!(
         first.try_wait().unwrap().is_none(),
@@ -603,10 +675,8 @@ fn prune_keeps_todays_btrfs_snapshots_simulates_later_and_removes_for_real() {
     let Some(w) = World::local() else { return };
     fs::write(w.root().join("file"), "content\n").unwrap();
     let missing = w.path("missing");
-    w.config(
-        "",
-        &host("self.example.test", &missing, "    local: true\n"),
-    );
+    // No unit configured yet: manual snapshots are complete.
+    w.config("", "");
     let (s1, s2, s3) = (today(1), today(2), today(3));
     assert_eq!(
         w.deltaic().expect(["snapshot"], 0).stdout,
@@ -617,6 +687,10 @@ fn prune_keeps_todays_btrfs_snapshots_simulates_later_and_removes_for_real() {
         format!("{s2}\n")
     );
     // A run whose only host fails still snapshots: the third one, partial.
+    w.config(
+        "",
+        &host("self.example.test", &missing, "    local: true\n"),
+    );
     w.deltaic().expect(["run"], 1);
     let listing = format!("{s1} complete\n{s2} complete\n{s3} partial\n");
     assert_eq!(w.ls(), listing);

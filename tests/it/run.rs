@@ -4,8 +4,10 @@
 //! unit fails fast whatever the rsync source does: these tests are about the driver (lines,
 //! logs, manifest, lock, selection), not about rsync.
 
-use crate::harness::deltaic::{finish, is_timestamped, unit_logs};
+use crate::harness::deltaic::{finish, is_timestamped, today, unit_logs};
+use crate::harness::require;
 use assert_cmd::cargo::cargo_bin_cmd;
+use serde_json::json;
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,12 +48,18 @@ impl RunEnv {
     /// `deltaic -c deltaic.conf ARGS`, run from the temp directory (a relative config path, so
     /// the children's absolute `-c` is tested too).
     fn deltaic(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        self.deltaic_with("deltaic.conf", args)
+    }
+
+    /// `deltaic -c CONFIG ARGS` with another config file of the temp directory.
+    fn deltaic_with(&self, config: &str, args: &[&str]) -> assert_cmd::assert::Assert {
         cargo_bin_cmd!("deltaic")
             .current_dir(self.dir.path())
             .env("DELTAIC_ALLOW_ROOT", "1")
             .env("DELTAIC_SSH", "false")
             .env_remove("DELTAIC_LOG")
-            .args(["-c", "deltaic.conf"])
+            .env_remove("DELTAIC_RUN_PID")
+            .args(["-c", config])
             .args(args)
             .assert()
     }
@@ -411,4 +419,258 @@ fn sigterm_to_the_run_stops_its_units_and_records_a_partial_run() {
         "{err_log}"
     );
     assert_eq!(processes_mentioning(&needle), Vec::<String>::new());
+}
+
+#[test]
+fn a_run_refuses_manual_backups_and_snapshots_while_it_holds_the_lock() {
+    let env = RunEnv::without_config();
+    let run = start_hanging_run(&env, "");
+    wait_for_both_units(&env);
+    // The run's config is a FIFO read once; the manual commands read the same from a file.
+    fs::write(env.dir.path().join("manual.conf"), env.config_text("")).unwrap();
+    let manual = env.deltaic_with("manual.conf", &["rsync", "backup", "host1.invalid"]);
+    let (_, stderr) = output(&manual.code(1));
+    assert!(
+        stderr.contains("a deltaic run or snapshot is in progress; try again when it ends"),
+        "{stderr}"
+    );
+    let snapshot = env.deltaic_with("manual.conf", &["snapshot"]);
+    let (stdout, stderr) = output(&snapshot.code(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("another deltaic backup is already running"),
+        "{stderr}"
+    );
+    assert!(!env.dir.path().join("snapshots").exists());
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&run),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let out = finish(run, Duration::from_secs(20));
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert_eq!(
+        processes_mentioning(&env.dir.path().display().to_string()),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_manual_backup_keeps_snapshots_and_runs_out_until_it_ends() {
+    use std::os::unix::process::CommandExt;
+    let env = RunEnv::without_config();
+    let marker = env.dir.path().join("pre-started");
+    let src = env.dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // The `pre` hook runs with the unit's locks held: it marks that, then hangs.
+    fs::write(
+        env.config_path(),
+        format!(
+            "settings:\n  root: {}\n  snapshot-backend: dir\n  snapshot-dir: {}\nrsync:\n  \
+             self.example.test:\n    alias: me\n    local: true\n    mounts: [{}]\n    \
+             pre: 'touch {}; exec sleep 60'\n",
+            env.root.display(),
+            env.dir.path().join("snapshots").display(),
+            src.display(),
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let mut manual = Command::new(assert_cmd::cargo::cargo_bin!("deltaic"))
+        .current_dir(env.dir.path())
+        .env("DELTAIC_ALLOW_ROOT", "1")
+        .env_remove("DELTAIC_LOG")
+        .env_remove("DELTAIC_RUN_PID")
+        .args(["-c", "deltaic.conf", "rsync", "backup", "self.example.test"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the pre hook never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    for args in [&["snapshot"][..], &["run"][..]] {
+        let (stdout, stderr) = output(&env.deltaic(args).code(1));
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains("deltaic units started by hand (e.g. `deltaic rsync backup HOST`)")
+                && stderr.contains("try again when they end"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!env.dir.path().join("snapshots").exists());
+    assert!(!env.root.join("Logs").exists(), "the run started units");
+    assert!(
+        manual.try_wait().unwrap().is_none(),
+        "the manual backup must still run, or the refusals prove nothing"
+    );
+
+    let group = rustix::process::Pid::from_child(&manual);
+    rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
+    manual.wait().unwrap();
+    let (stdout, _) = output(&env.deltaic(&["snapshot"]).success());
+    assert_eq!(stdout, format!("{}\n", today(1)));
+}
+
+#[test]
+fn a_unit_child_takes_only_its_own_lock_under_its_run_and_never_starts_without_it() {
+    let env = RunEnv::new();
+    // This test process stands in for the run: it holds the backup lock exclusively.
+    let run_lock = deltaic::util::lock::acquire(&env.root, "backup").unwrap();
+    let as_child = |run_pid: &str| {
+        cargo_bin_cmd!("deltaic")
+            .current_dir(env.dir.path())
+            .env("DELTAIC_ALLOW_ROOT", "1")
+            .env("DELTAIC_SSH", "false")
+            .env("DELTAIC_RUN_PID", run_pid)
+            .env_remove("DELTAIC_LOG")
+            .args(["-c", "deltaic.conf", "rsync", "backup", "host1.invalid"])
+            .assert()
+    };
+    // Its parent is the run named: it goes past the lock (and fails later, on ssh).
+    let (_, stderr) = output(&as_child(&std::process::id().to_string()).code(1));
+    assert!(!stderr.contains("in progress"), "{stderr}");
+    assert!(
+        stderr.contains("rsync backup of host1.invalid failed"),
+        "{stderr}"
+    );
+    // By hand, it is refused while the "run" holds the lock.
+    let (_, stderr) = output(&env.deltaic(&["rsync", "backup", "host1.invalid"]).code(1));
+    assert!(
+        stderr.contains("a deltaic run or snapshot is in progress; try again when it ends"),
+        "{stderr}"
+    );
+    drop(run_lock);
+
+    // Named run is not its parent: the run died before the unit could arm its guard.
+    fs::remove_dir_all(env.root.join(".lock")).unwrap();
+    let (_, stderr) = output(&as_child("1").code(1));
+    assert!(
+        stderr.contains(
+            "the deltaic run (pid 1) that started this unit has already exited, so the unit \
+             does not start"
+        ),
+        "{stderr}"
+    );
+    assert!(!env.root.join(".lock").exists(), "the unit touched ROOT");
+    let (_, stderr) = output(&as_child("not-a-pid").code(1));
+    assert!(
+        stderr.contains("DELTAIC_RUN_PID=`not-a-pid` is not a process id"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn complete_means_every_configured_unit_last_succeeded_also_for_only_runs_and_snapshots() {
+    if !require::service("rsync", require::program_exists("rsync")) {
+        return;
+    }
+    let env = RunEnv::without_config();
+    let (a, b) = (env.dir.path().join("a"), env.dir.path().join("b"));
+    fs::create_dir(&a).unwrap();
+    fs::write(a.join("file"), "a\n").unwrap();
+    let write_config = |extra: &str| {
+        let host = |name: &str, path: &std::path::Path| {
+            format!(
+                "  {name}.example.test:\n    alias: {name}\n    local: true\n    mounts: [{}]\n",
+                path.display()
+            )
+        };
+        fs::write(
+            env.config_path(),
+            format!(
+                "settings:\n  root: {}\n  snapshot-backend: dir\n  snapshot-dir: {}\n  \
+                 rsync-scrub-probability: 0\nrsync:\n{}{}{extra}",
+                env.root.display(),
+                env.dir.path().join("snapshots").display(),
+                host("a", &a),
+                host("b", &b),
+            ),
+        )
+        .unwrap();
+    };
+    write_config("");
+    let ls = || output(&env.deltaic(&["ls"]).success()).0;
+    let only = |m: &serde_json::Value| {
+        (
+            m["complete"].clone(),
+            m["only"].clone(),
+            m["units_not_ok"].clone(),
+        )
+    };
+
+    // b's path is missing: a full run fails on it, partial.
+    env.deltaic(&["run"]).code(1);
+    assert_eq!(ls(), format!("{} partial\n", today(1)));
+
+    // Only a, which succeeds: exit 0, but b may hold torn files, so the snapshot is partial.
+    let (_, stderr) = output(&env.deltaic(&["run", "--only", "rsync/a"]).success());
+    assert!(
+        stderr.contains("1 unit did not succeed in its last run or never ran (rsync/b)")
+            && stderr.contains("recorded as partial"),
+        "{stderr}"
+    );
+    assert_eq!(
+        only(&env.manifest()),
+        (json!(false), json!(["rsync/a"]), json!(["rsync/b"]))
+    );
+    assert_eq!(
+        ls(),
+        format!("{} partial\n{} partial\n", today(1), today(2))
+    );
+
+    // b fixed, only b: now every unit last succeeded.
+    fs::create_dir(&b).unwrap();
+    env.deltaic(&["run", "--only", "rsync/b"]).success();
+    assert_eq!(
+        only(&env.manifest()),
+        (json!(true), json!(["rsync/b"]), serde_json::Value::Null)
+    );
+    let status: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(env.root.join(".deltaic/unit-status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["rsync/a"]["status"], "ok", "{status}");
+    assert_eq!(status["rsync/b"]["status"], "ok", "{status}");
+    assert!(status["rsync/b"]["time"].is_string(), "{status}");
+
+    // A manual snapshot is judged the same way, and says so.
+    let (stdout, stderr) = output(&env.deltaic(&["snapshot"]).success());
+    assert_eq!(stdout, format!("{}\n", today(4)));
+    assert!(
+        stderr.contains(&format!("snapshot {} recorded as complete", today(4))),
+        "{stderr}"
+    );
+    // A unit configured since, never run: partial.
+    let c = env.dir.path().join("c");
+    write_config(&format!(
+        "  c.example.test:\n    alias: c\n    local: true\n    mounts: [{}]\n",
+        c.display()
+    ));
+    let (stdout, stderr) = output(&env.deltaic(&["snapshot"]).success());
+    assert_eq!(stdout, format!("{}\n", today(5)));
+    assert!(
+        stderr.contains(&format!(
+            "snapshot {} recorded as partial: 1 unit did not succeed in its last run or never ran (rsync/c)",
+            today(5)
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        ls(),
+        format!(
+            "{} partial\n{} partial\n{} complete\n{} complete\n{} partial\n",
+            today(1),
+            today(2),
+            today(3),
+            today(4),
+            today(5)
+        )
+    );
 }

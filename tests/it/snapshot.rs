@@ -922,6 +922,7 @@ mod cli {
             complete: false,
             planning_errors: Vec::new(),
             units: Vec::new(),
+            coverage: Default::default(),
         };
         partial.write(&env.root).unwrap();
         assert_eq!(

@@ -30,7 +30,7 @@ pub fn backup_repository<A: Api>(
 ) -> anyhow::Result<Summary> {
     check_names(org, Some(repo))?;
     let root = config.root();
-    let _lock = lock::acquire(root, &format!("github-{org}-{repo}"))?;
+    let _locks = lock::unit_locks(root, &format!("github-{org}-{repo}"))?;
     let token: Option<Secret> = config.settings.github_token()?;
     let mut unit = RepoBackup::new(api, root, org, repo, Options::now(scrub))?;
     let info = runtime.block_on(unit.info())?;
@@ -73,7 +73,7 @@ pub fn backup_organisation<A: Api>(
 ) -> anyhow::Result<Summary> {
     check_names(org, None)?;
     let root = config.root();
-    let _lock = lock::acquire(root, &format!("github-{org}"))?;
+    let _locks = lock::unit_locks(root, &format!("github-{org}"))?;
     let result = runtime.block_on(backup::backup_org(api, root, org, Options::now(scrub)));
     if let Ok(summary) = &result {
         report(summary, scrub);

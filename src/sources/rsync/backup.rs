@@ -45,7 +45,7 @@ pub fn run(config: &Config, host: &str, scrub: bool) -> anyhow::Result<ExitCode>
     let info = find_host(config, host)?;
     let alias = info.alias(host);
     require_backup_filesystem(config)?;
-    let _lock = lock::acquire(config.root(), &format!("rsync-{alias}"))?;
+    let _locks = lock::unit_locks(config.root(), &format!("rsync-{alias}"))?;
     let ssh = if info.local {
         None
     } else {

@@ -3,6 +3,9 @@
 //! never run another instruction, so nothing gets to clean up, write a footer or a manifest.
 //! The run itself must lead its own group ([`super::deltaic::Deltaic::spawn`] does that), which
 //! takes down what it runs directly too (e.g. `btrfs subvolume snapshot`).
+//!
+//! Also killing the run *alone* ([`kill_alone`]), as the OOM killer would: its units must then
+//! stop by themselves ([`wait_groups_gone`]).
 
 use rustix::process::{Pid, Signal};
 use std::fs;
@@ -45,7 +48,7 @@ fn processes() -> Vec<ProcStat> {
 }
 
 /// Live (not zombie) processes in the process group `pgrp`.
-fn live_members(pgrp: i32) -> Vec<i32> {
+pub fn live_members(pgrp: i32) -> Vec<i32> {
     processes()
         .into_iter()
         .filter(|p| p.pgrp == pgrp && p.state != 'Z')
@@ -54,7 +57,7 @@ fn live_members(pgrp: i32) -> Vec<i32> {
 }
 
 /// The process groups led by children of `parent`: a `deltaic run`'s running units.
-fn child_groups(parent: u32) -> Vec<i32> {
+pub fn child_groups(parent: u32) -> Vec<i32> {
     processes()
         .into_iter()
         .filter(|p| p.ppid == parent as i32 && p.pgrp == p.pid)
@@ -100,4 +103,36 @@ pub fn crash(run: &mut Child) -> usize {
         }
     }
     units.len()
+}
+
+/// SIGKILLs the process `run` alone (not its group, not its units) and reaps it.
+pub fn kill_alone(run: &mut Child) {
+    rustix::process::kill_process(Pid::from_child(run), Signal::KILL).unwrap();
+    run.wait().unwrap();
+}
+
+/// Waits up to `limit` until no live process is left in any of `groups`; panics listing the
+/// survivors (with their command lines) otherwise.
+pub fn wait_groups_gone(groups: &[i32], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<i32> = groups.iter().flat_map(|&g| live_members(g)).collect();
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let described: Vec<String> = left
+                .iter()
+                .map(|pid| {
+                    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    format!(
+                        "{pid}: {}",
+                        String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                    )
+                })
+                .collect();
+            panic!("processes of the unit groups {groups:?} outlived {limit:?}: {described:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
