@@ -157,6 +157,10 @@ pub struct Settings {
     /// Requests of the hourly quota left untouched for other users of the token (default 100).
     #[serde(default = "default_github_reserve")]
     pub github_quota_reserve: u64,
+    /// Retries of a GitHub API request after a 5xx answer or a network error, with doubling
+    /// pauses from 1 s (default 4: five attempts).
+    #[serde(default = "default_github_retry_max")]
+    pub github_retry_max: u32,
 }
 
 fn default_df_warning() -> f64 {
@@ -197,6 +201,9 @@ fn default_github_max_wait() -> Seconds {
 }
 fn default_github_reserve() -> u64 {
     100
+}
+fn default_github_retry_max() -> u32 {
+    4
 }
 fn default_true() -> bool {
     true

@@ -182,7 +182,10 @@ impl Client {
             budget_file: budget_file(config.root()),
             max_wait: Duration::from_secs(settings.github_max_wait.0),
             quota_reserve: settings.github_quota_reserve,
-            timing: Timing::default(),
+            timing: Timing {
+                retries: settings.github_retry_max,
+                ..Timing::default()
+            },
         })
     }
 

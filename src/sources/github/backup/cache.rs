@@ -29,6 +29,9 @@ pub(super) struct ListingCache {
     /// Pages of the incremental (`since`) listing, for listings that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_pages: Option<PageCache>,
+    /// The `since` value `since_pages` were listed with (the next run's, once primed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
     /// Local time (epoch seconds) of the last complete listing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_complete: Option<i64>,

@@ -8,7 +8,7 @@
 //! its mtime: the issue file's mtime is the marker that everything of that version is stored.
 
 use super::{Failures, RepoBackup, format};
-use crate::sources::github::api::{Api, ApiError, ListedItem};
+use crate::sources::github::api::{Api, ApiError, ListedItem, PageCache};
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -26,6 +26,17 @@ fn summarize(issue: &Value) -> Value {
         "updated_at": format::timestamp(issue.get("updated_at").unwrap_or(&Value::Null)),
         "pull_request": issue.get("pull_request").is_some_and(|p| !p.is_null()),
     })
+}
+
+/// The query of the incremental listing: every issue updated at or after `since`, most
+/// recently updated first.
+fn since_query(since: &str) -> [(&'static str, &str); 4] {
+    [
+        ("state", "all"),
+        ("sort", "updated"),
+        ("direction", "desc"),
+        ("since", since),
+    ]
 }
 
 fn issue_file(number: u64) -> PathBuf {
@@ -58,16 +69,14 @@ impl<A: Api> RepoBackup<'_, A> {
                 .list(&path, &query, &mut cache.pages, &summarize)
                 .await?
         } else {
-            let high_water = cache.high_water.unwrap_or_default();
-            let since = format::since_param(high_water - SINCE_MARGIN)?;
-            let query = [
-                ("state", "all"),
-                ("sort", "updated"),
-                ("direction", "desc"),
-                ("since", since.as_str()),
-            ];
+            let since = format::since_param(cache.high_water.unwrap_or_default() - SINCE_MARGIN)?;
             let pages = cache.since_pages.get_or_insert_default();
-            self.unit.list(&path, &query, pages, &summarize).await?
+            let items = self
+                .unit
+                .list(&path, &since_query(&since), pages, &summarize)
+                .await?;
+            cache.since = Some(since);
+            items
         };
 
         let mut valid = HashSet::new();
@@ -100,7 +109,45 @@ impl<A: Api> RepoBackup<'_, A> {
             cache.last_complete = Some(opts.now);
         }
         cache.high_water = high_water;
-        self.unit.cache.save("issues", &cache)
+        self.unit.cache.save("issues", &cache)?;
+        self.prime_since(&path, &mut cache).await
+    }
+
+    /// Lists the next run's `since` listing now when its `since` value differs from the one
+    /// cached (after a complete listing, or when the high-water mark moved), so that the next
+    /// run, if nothing changed meanwhile, gets 304 answers only (D5: an unchanged run costs no
+    /// quota). The items are not processed here: the next run takes them from the cache and
+    /// compares their `updated_at` with the files as usual, so an issue edited between this
+    /// run's listing and this one is caught then. A failure only costs the next run quota.
+    async fn prime_since(
+        &mut self,
+        path: &str,
+        cache: &mut super::cache::ListingCache,
+    ) -> anyhow::Result<()> {
+        let Some(high_water) = cache.high_water else {
+            return Ok(());
+        };
+        let since = format::since_param(high_water - SINCE_MARGIN)?;
+        if cache.since.as_deref() == Some(since.as_str()) {
+            return Ok(());
+        }
+        let mut pages = PageCache::default();
+        let listed = self
+            .unit
+            .list(path, &since_query(&since), &mut pages, &summarize)
+            .await;
+        match listed {
+            Ok(_) => {
+                cache.since_pages = Some(pages);
+                cache.since = Some(since);
+                self.unit.cache.save("issues", cache)
+            }
+            Err(e) if super::is_budget(&e) => Err(e),
+            Err(e) => {
+                tracing::warn!("{e:#}; the next run lists the issues without ETags");
+                Ok(())
+            }
+        }
     }
 
     /// Brings issue `number` up to date; returns its `updated_at`.

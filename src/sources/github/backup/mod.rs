@@ -16,7 +16,9 @@
 //! labels and hooks are listed completely on every run. Issues are listed with
 //! `since=<high-water mark − 1 h>` (`sort=updated&direction=desc`, so an item edited during the
 //! listing moves ahead of the cursor and is caught by the next run rather than skipped), which
-//! is one 304 when nothing changed; a complete listing (`sort=created&direction=asc`, whose pages
+//! is one 304 when nothing changed (whenever the next run's `since` value differs from the
+//! cached one, after a complete listing or an edit, the run ends by listing that next listing
+//! once to store its ETags); a complete listing (`sort=created&direction=asc`, whose pages
 //! stay stable under edits) runs on the first run, on every scrub, and when the last one is
 //! older than 7 days. An issue whose file mtime equals its `updated_at` is not fetched again.
 //!
@@ -128,21 +130,16 @@ impl Failures {
         }
     }
 
-    /// Fails when anything failed: the first error, with the others appended.
-    fn finish(self) -> anyhow::Result<()> {
-        let mut errors = self.0.into_iter();
-        let Some(first) = errors.next() else {
-            return Ok(());
-        };
-        let rest: Vec<String> = errors.map(|e| format!("{e:#}")).collect();
-        if rest.is_empty() {
-            Err(first)
-        } else {
-            Err(first.context(format!(
-                "{} more failure(s): {}",
-                rest.len(),
-                rest.join("; ")
-            )))
+    /// Fails when anything failed: the one error as it is, or several as one message listing
+    /// each in turn (not as a chain, which would read as if one caused the next).
+    fn finish(mut self) -> anyhow::Result<()> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => Err(self.0.remove(0)),
+            n => {
+                let all: Vec<String> = self.0.iter().map(|e| format!("{e:#}")).collect();
+                Err(anyhow::anyhow!("{n} failures: {}", all.join("; ")))
+            }
         }
     }
 }
