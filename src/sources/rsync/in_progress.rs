@@ -47,6 +47,14 @@ impl InProgress {
         self.path.parent().expect("the marker has a parent")
     }
 
+    /// The marker's file name (`rsync-<alias>`), also a stem for this unit's scratch files.
+    pub fn name(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("built from a UTF-8 alias")
+    }
+
     /// Whether a marker is present (the previous backup did not finish cleanly).
     pub fn is_present(&self) -> io::Result<bool> {
         self.path.try_exists()

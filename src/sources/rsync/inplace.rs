@@ -39,6 +39,8 @@ pub struct Request<'a> {
     pub dest: &'a Path,
     /// A directory on the backup filesystem outside `dest`, for the clone probe.
     pub scratch: &'a Path,
+    /// A name for the probe's scratch files, unique to this unit (its lock's name).
+    pub scratch_stem: &'a str,
     /// Whether this run compares by checksum.
     pub scrub: bool,
 }
@@ -76,7 +78,7 @@ pub fn prepare(request: &Request<'_>, dry_run_argv: impl FnOnce() -> Vec<OsStrin
             guard,
         };
     }
-    guard.method = match hardlinks::clone_supported(request.scratch) {
+    guard.method = match hardlinks::clone_supported(request.scratch, request.scratch_stem) {
         Ok(true) => Method::Clone,
         Ok(false) => Method::Copy,
         Err(err) => {
@@ -353,6 +355,7 @@ mod tests {
             host: "h",
             dest: &dest,
             scratch: &scratch,
+            scratch_stem: "rsync-h",
             scrub: false,
         };
         let lines = ">f.st...... /srv/b\\n.f........x srv/e\\nhf          srv/d => srv/c\\n";
@@ -385,6 +388,7 @@ mod tests {
             host: "h",
             dest: &dest,
             scratch: &scratch,
+            scratch_stem: "rsync-h",
             scrub: false,
         };
         let prepared = prepare(&request, || fake_dry_run("", 0));
@@ -406,11 +410,12 @@ mod tests {
     fn a_failed_dry_run_or_a_scrub_splits_all_or_gives_up_inplace_with_a_warning() {
         for scrub in [false, true] {
             let (_dir, dest, scratch) = dest_with_links();
-            let clones = hardlinks::clone_supported(&scratch).unwrap();
+            let clones = hardlinks::clone_supported(&scratch, "probe").unwrap();
             let request = Request {
                 host: "h.example.org",
                 dest: &dest,
                 scratch: &scratch,
+                scratch_stem: "rsync-h",
                 scrub,
             };
             let prepared = prepare(&request, || {
@@ -441,6 +446,7 @@ mod tests {
             host: "h",
             dest: &dest,
             scratch: &scratch,
+            scratch_stem: "rsync-h",
             scrub: false,
         };
         let mut prepared = prepare(&request, || fake_dry_run(">f.st...... srv/a\\n", 0));
