@@ -44,17 +44,33 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
-/// A fresh temporary name beside `path`: `.backup-tmp<pid>-<random>-<name>`.
+/// Longest file name most Linux filesystems accept (NAME_MAX).
+const NAME_MAX: usize = 255;
+
+/// A fresh temporary name beside `path`: `.backup-tmp<pid>-<nonce>`. It never embeds the file
+/// name, so it fits wherever `path` fits (a 250-byte name would otherwise give ENAMETOOLONG).
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+    parent(path).join(short_temp_name())
+}
+
+/// Like [`temp_path`], with `-<file name>` appended when the result still fits NAME_MAX, for
+/// callers that find their own leftovers by that suffix (git clones). A longer name gets the
+/// short form.
+pub fn labelled_temp_path(path: &Path) -> PathBuf {
+    let short = short_temp_name();
+    let name = path.file_name().map(|n| n.to_string_lossy());
+    match name {
+        Some(name) if short.len() + 1 + name.len() <= NAME_MAX => {
+            parent(path).join(format!("{short}-{name}"))
+        }
+        _ => parent(path).join(short),
+    }
+}
+
+/// `.backup-tmp<pid>-<random>`.
+fn short_temp_name() -> String {
     let nonce: u32 = rand::random();
-    parent(path).join(format!(
-        "{TEMP_PREFIX}{}-{nonce:08x}-{name}",
-        std::process::id()
-    ))
+    format!("{TEMP_PREFIX}{}-{nonce:08x}", std::process::id())
 }
 
 #[cfg(test)]
@@ -70,5 +86,34 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn temporary_names_are_short_whatever_the_file_name() {
+        let long = "x".repeat(250);
+        let path = Path::new("/srv/backup").join(&long);
+        let temp = temp_path(&path);
+        assert_eq!(temp.parent(), Some(Path::new("/srv/backup")));
+        let name = temp.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(TEMP_PREFIX), "{name}");
+        assert!(!name.contains('x') && name.len() < 40, "{name}");
+        assert_ne!(temp, temp_path(&path), "a fresh nonce each time");
+        let labelled = labelled_temp_path(Path::new("/g/repo.git"));
+        assert!(
+            labelled.to_str().unwrap().ends_with("-repo.git"),
+            "{labelled:?}"
+        );
+        let name = labelled_temp_path(&path);
+        assert!(name.file_name().unwrap().len() <= NAME_MAX, "{name:?}");
+    }
+
+    #[test]
+    fn a_file_with_a_name_of_250_bytes_is_replaced_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n".repeat(250));
+        write(&path, b"one").unwrap();
+        write(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -1,7 +1,9 @@
 //! `deltaic rsync backup` and `restore` end to end, through a real sshd on 127.0.0.1 (D12):
 //! metadata kept as `--fake-super` xattrs, excludes, unchanged reruns, scrub repairs (D6),
-//! pre/post hooks (BUG-19), host-key policy, the ACL/xattr fallback (BUG-24), restore round
-//! trips (BUG-21, BUG-22), local hosts and the per-host lock.
+//! pre/post hooks (BUG-19) without their text in the log, host-key policy, the ACL/xattr
+//! fallback (BUG-24), restore round trips (BUG-21, BUG-22), local hosts and the per-host lock,
+//! the in-progress marker (a scrub after an interrupted run), and `--inplace` next to hard
+//! links on ext4 (copies) and btrfs (clones).
 
 use crate::harness::sshd::Sshd;
 use crate::harness::tree::{
@@ -270,9 +272,35 @@ fn pre_and_post_run_on_the_host_around_the_backup() {
     // pre ran before rsync (its file is in the backup), post after it (it saw that file).
     assert_eq!(fs::read_to_string(&dest_file).unwrap(), "made by pre\n");
     assert!(post_marker.exists(), "{}\n{}", run.stdout(), run.stderr());
+    // The log shows which hook ran, not its text (it may hold a password).
+    for hook in ["pre", "post"] {
+        assert!(
+            run.stdout().contains(&format!(
+                " -o ServerAliveCountMax=4 root@{HOST2} <{hook} command>\n"
+            )),
+            "{}",
+            run.stdout()
+        );
+    }
     assert!(
+        !run.stdout().contains("echo made by pre"),
+        "{}",
         run.stdout()
-            .contains(&format!("root@{HOST2} echo made by pre")),
+    );
+    assert!(
+        !run.stderr().contains("echo made by pre"),
+        "{}",
+        run.stderr()
+    );
+    // At debug level the text is logged.
+    let run = env.deltaic(["-vv", "rsync", "backup", HOST2]).success();
+    assert!(
+        run.stderr().contains("echo made by pre"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        !run.stdout().contains("echo made by pre"),
         "{}",
         run.stdout()
     );
@@ -607,18 +635,26 @@ fn the_acl_xattr_fallback_happens_only_when_the_remote_lacks_support() {
         &hosts,
     );
     let run = env.deltaic(["rsync", "backup", HOST1]).failure();
-    assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 1);
+    // The backup holds hard links, so a (failing) dry run comes first; one transfer follows.
+    let transfers = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("--dry-run "))
+        .count();
+    assert_eq!(transfers, 1);
     assert!(run.stderr().contains("status 12"), "{}", run.stderr());
     assert!(!run.stderr().contains("WITHOUT"), "{}", run.stderr());
-    assert!(env.report().get("warnings").is_none());
+    let report = env.report();
+    assert!(!report.to_string().contains("WITHOUT"), "{report}");
 }
 
 #[test]
 fn a_local_host_is_copied_without_ssh_and_never_into_itself() {
     let Some(env) = Env::new() else { return };
     env.populate();
-    // The backup root lies inside the backed-up tree: it must not be copied into itself.
-    let root_inside = env.src().join("backups");
+    // The backup root lies inside the backed-up tree: it must not be copied into itself, even
+    // with rsync's wildcard characters in its name.
+    let root_inside = env.src().join("back[up]*?");
     let marker = env.path("local-pre");
     let text = format!(
         "settings:\n  root: {root}\n  snapshot-backend: dir\nrsync:\n  self.example.test:\n    \
@@ -656,9 +692,10 @@ fn a_local_host_is_copied_without_ssh_and_never_into_itself() {
         Some("100664 0,0 1234:5678")
     );
     assert!(
-        !b("backups").exists(),
+        !b("back[up]*?").exists(),
         "the backup root was copied into itself"
     );
+    assert!(stdout.contains(r"back\[up]\*\?/ "), "{stdout}");
 }
 
 #[test]
@@ -689,10 +726,38 @@ fn an_unknown_host_is_a_clear_error() {
     assert!(err.contains(&format!("configured hosts: {HOST1}")), "{err}");
 }
 
+/// Whether files in `dir` can be cloned (FICLONE): btrfs yes, ext4 and tmpfs no.
+fn can_clone(dir: &Path) -> bool {
+    let probe = tempfile::tempdir_in(dir).unwrap();
+    fs::write(probe.path().join("s"), "x").unwrap();
+    let source = fs::File::open(probe.path().join("s")).unwrap();
+    let target = fs::File::create(probe.path().join("t")).unwrap();
+    rustix::fs::ioctl_ficlone(&target, &source).is_ok()
+}
+
+/// Inode numbers and link counts of the files below `dir`, by path.
+fn inodes(dir: &Path) -> std::collections::BTreeMap<PathBuf, (u64, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.insert(entry.path(), (meta.ino(), meta.nlink()));
+            }
+        }
+    }
+    out
+}
+
 #[test]
-fn bug_20_breaking_a_hard_link_on_the_host_keeps_the_other_name_intact() {
-    // With --inplace (which -H makes unsafe) the new data would be written through the backup's
-    // hard link, and both names would end up with it.
+fn breaking_a_hard_link_on_the_host_keeps_both_names_right_with_inplace_on_ext4() {
+    // The temp dir is ext4 here (no clones): the one name that changes is copied to its own
+    // inode, and rsync still runs with --inplace. Without that copy, rsync --inplace would write
+    // the new data through the backup's hard link, and both names would end up wrong.
     let Some(env) = Env::new() else { return };
     let src = env.src();
     fs::write(src.join("a"), "original\n").unwrap();
@@ -701,11 +766,224 @@ fn bug_20_breaking_a_hard_link_on_the_host_keeps_the_other_name_intact() {
     env.deltaic(["rsync", "backup", HOST1]).success();
     fs::remove_file(src.join("b")).unwrap();
     fs::write(src.join("b"), "replaced, longer\n").unwrap();
-    env.deltaic(["rsync", "backup", HOST1]).success();
+    let run = env.deltaic(["-v", "rsync", "backup", HOST1]).success();
     let b = |rel: &str| env.backed_up("host1", &src.join(rel));
     assert_eq!(fs::read_to_string(b("a")).unwrap(), "original\n");
     assert_eq!(fs::read_to_string(b("b")).unwrap(), "replaced, longer\n");
     assert_eq!(fs::metadata(b("a")).unwrap().nlink(), 1);
+
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("rsync --dry-run -aHRxi "), "{out}");
+    let real = lines
+        .iter()
+        .find(|l| l.starts_with("rsync -aHRxi "))
+        .unwrap();
+    assert!(real.contains(" --inplace "), "{out}");
+    let how = if can_clone(env.dir.path()) {
+        "cloned"
+    } else {
+        "copied"
+    };
+    assert!(
+        run.stderr().contains(&format!(
+            "gave 1 hard-linked file(s) their own inode ({how})"
+        )),
+        "{}",
+        run.stderr()
+    );
+    assert!(env.report().get("warnings").is_none(), "{}", env.report());
+}
+
+#[test]
+fn an_unchanged_tree_with_hard_links_is_neither_split_nor_relinked() {
+    let Some(env) = Env::new() else { return };
+    let src = env.src();
+    fs::create_dir(src.join("dir")).unwrap();
+    fs::write(src.join("dir/a"), "two names\n").unwrap();
+    fs::hard_link(src.join("dir/a"), src.join("b")).unwrap();
+    fs::write(src.join("dir/c"), "three names\n").unwrap();
+    fs::hard_link(src.join("dir/c"), src.join("dir/c2")).unwrap();
+    fs::hard_link(src.join("dir/c"), src.join("c3")).unwrap();
+    fs::write(src.join("plain"), "one name\n").unwrap();
+    env.default_config();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    let dest = env.backed_up("host1", &src);
+    let before = inodes(&dest);
+    assert_eq!(before[&dest.join("dir/c2")].1, 3, "{before:?}");
+    let dir_mtime = || fs::metadata(dest.join("dir")).unwrap().modified().unwrap();
+    let dir_before = dir_mtime();
+
+    let run = env.deltaic(["-v", "rsync", "backup", HOST1]).success();
+    assert!(run.stdout().contains("--dry-run"), "{}", run.stdout());
+    // Nothing split (same inodes and link counts), so nothing to link again, and no directory
+    // time disturbed by a scratch file.
+    assert_eq!(inodes(&dest), before);
+    assert_eq!(dir_mtime(), dir_before);
+    // (The test's own temp dir, an implied directory of -R, changes between runs.)
+    let inside = src.strip_prefix("/").unwrap().to_str().unwrap().to_string();
+    let out = run.stdout();
+    let itemized: Vec<&str> = out
+        .lines()
+        .filter(|l| l.len() > 12 && (l.starts_with('h') || l.starts_with(".d")))
+        .filter(|l| l[12..].starts_with(&inside))
+        .collect();
+    assert!(itemized.is_empty(), "{}", run.stdout());
+    assert!(!run.stderr().contains("own inode"), "{}", run.stderr());
+    assert_eq!(env.report()["files_transferred"], 0);
+}
+
+#[test]
+fn a_scrub_that_cannot_clone_hard_links_says_it_runs_without_inplace() {
+    let Some(env) = Env::new() else { return };
+    let src = env.src();
+    fs::write(src.join("a"), "linked\n").unwrap();
+    fs::hard_link(src.join("a"), src.join("b")).unwrap();
+    env.default_config();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    let run = env.deltaic(["rsync", "backup", "--scrub", HOST1]).success();
+    let report = env.report();
+    if can_clone(env.dir.path()) {
+        assert!(run.stdout().contains(" --inplace "), "{}", run.stdout());
+        assert!(report.get("warnings").is_none(), "{report}");
+        return;
+    }
+    // A dry run would read every file twice, and copying every linked file costs its size:
+    // this one scrub runs without --inplace, and says so where the admin looks.
+    assert!(!run.stdout().contains("--inplace"), "{}", run.stdout());
+    assert!(!run.stdout().contains("--dry-run"), "{}", run.stdout());
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains(HOST1) && warnings.contains("this scrub runs without --inplace"),
+        "{report}"
+    );
+    assert!(run.stderr().contains("WARN"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("without --inplace"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn a_link_broken_on_the_host_after_the_dry_run_is_repaired_before_the_snapshot() {
+    let Some(env) = Env::new() else { return };
+    let src = env.src();
+    fs::write(src.join("a"), "original\n").unwrap();
+    fs::hard_link(src.join("a"), src.join("b")).unwrap();
+    env.default_config();
+    env.deltaic(["rsync", "backup", HOST1]).success();
+    // A stand-in rsync that breaks the link on the host (b gets new content) after the dry run
+    // and before the transfer: the dry run saw nothing to split.
+    let script = env.path("racing-rsync");
+    let flag = env.path("raced");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --dry-run) ;; *) if [ ! -e '{flag}' ]; then touch '{flag}'; \
+             rm '{src}/b'; printf 'new b\\n' > '{src}/b'; touch -d @1000000000 '{src}/b'; fi;; \
+             esac\nexec rsync \"$@\"\n",
+            flag = flag.display(),
+            src = src.display()
+        ),
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    env.config(
+        &format!("  rsync-local-binary: {}\n", script.display()),
+        &format!("  {HOST1}:\n    mounts: [{}]\n", src.display()),
+    );
+    let run = env.deltaic(["-v", "rsync", "backup", HOST1]).success();
+    assert!(flag.exists(), "the race happened");
+    let b = |rel: &str| env.backed_up("host1", &src.join(rel));
+    assert_eq!(fs::read_to_string(b("a")).unwrap(), "original\n");
+    assert_eq!(fs::read_to_string(b("b")).unwrap(), "new b\n");
+    assert_eq!(fs::metadata(b("a")).unwrap().nlink(), 1);
+    let mtime = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
+    assert_eq!(mtime(&b("a")), mtime(&src.join("a")));
+    assert_eq!(mtime(&b("b")), mtime(&src.join("b")));
+    assert!(
+        run.stderr()
+            .contains("between the dry run and the transfer"),
+        "{}",
+        run.stderr()
+    );
+    let passes = run
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("racing-rsync -aHRxi"))
+        .count();
+    assert_eq!(
+        passes,
+        2,
+        "the transfer and one repair pass:\n{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn an_interrupted_backup_makes_the_next_one_a_scrub_and_a_clean_one_clears_the_marker() {
+    let Some(env) = Env::new() else { return };
+    env.populate();
+    let marker = env.root().join(".deltaic/in-progress/rsync-host1");
+    // A stand-in rsync that notes whether the marker exists while it runs.
+    let script = env.path("noting-rsync");
+    let seen = env.path("marker-seen");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{m}' ]; then echo yes >> '{s}'; else echo no >> '{s}'; fi\n\
+             exec rsync \"$@\"\n",
+            m = marker.display(),
+            s = seen.display()
+        ),
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    env.config(
+        &format!("  rsync-local-binary: {}\n", script.display()),
+        &format!("  {HOST1}:\n    mounts: [{}]\n", env.src().display()),
+    );
+    let run = env.deltaic(["rsync", "backup", HOST1]).success();
+    assert!(!run.stdout().contains("--checksum"), "{}", run.stdout());
+    assert_eq!(env.report()["scrubbed"], false);
+    assert!(!marker.exists(), "a clean run clears the marker");
+    assert_eq!(
+        fs::read_to_string(&seen).unwrap(),
+        "yes\n",
+        "set while rsync runs"
+    );
+
+    // A run that died (power loss, SIGKILL) leaves its marker behind.
+    fs::write(&marker, "rsync backup of host1 by process 1\n").unwrap();
+    let run = env.deltaic(["rsync", "backup", HOST1]).success();
+    let argv = run
+        .stdout()
+        .lines()
+        .find(|l| l.contains("-aHRxi"))
+        .unwrap()
+        .to_string();
+    assert!(argv.ends_with(" --checksum"), "{argv}");
+    let report = env.report();
+    assert_eq!(report["scrubbed"], true, "{report}");
+    assert_eq!(report["scrub_mismatches"], 0, "{report}");
+    let warning =
+        format!("the previous backup of {HOST1} was interrupted; comparing every file by checksum");
+    assert!(
+        report["warnings"].to_string().contains(&warning),
+        "{report}"
+    );
+    assert!(run.stderr().contains(&warning), "{}", run.stderr());
+    assert!(!marker.exists(), "the scrub finished cleanly");
+
+    let run = env.deltaic(["rsync", "backup", HOST1]).success();
+    assert!(!run.stdout().contains("--checksum"), "{}", run.stdout());
+    assert_eq!(env.report()["scrubbed"], false);
+    assert_eq!(
+        fs::read_dir(marker.parent().unwrap()).unwrap().count(),
+        0,
+        "no marker and no scratch files left"
+    );
 }
 
 #[test]
@@ -853,6 +1131,13 @@ fn inplace_shares_unchanged_blocks_and_never_writes_through_a_hard_link() {
     fs::write(src.join("a"), block(1, 1)).unwrap();
     fs::hard_link(src.join("a"), src.join("b")).unwrap();
     fs::write(src.join("big"), block(2, 8)).unwrap();
+    // A pair that stays linked, and one with a name of 240 bytes (a temporary name that
+    // embeds it would be too long).
+    fs::write(src.join("c"), "stays linked\n").unwrap();
+    fs::hard_link(src.join("c"), src.join("c2")).unwrap();
+    let long = "l".repeat(240);
+    fs::write(src.join("short"), "long pair\n").unwrap();
+    fs::hard_link(src.join("short"), src.join(&long)).unwrap();
     let root = fs_.path().join("root");
     let text = format!(
         "settings:\n  root: {}\n  snapshot-backend: dir\n  snapshot-dir: {}\nrsync:\n  {HOST1}:\n    \
@@ -900,8 +1185,30 @@ fn inplace_shares_unchanged_blocks_and_never_writes_through_a_hard_link() {
         .set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 29))
         .unwrap();
 
-    let run = env.deltaic(["rsync", "backup", HOST1]).success();
-    assert!(run.stdout().contains("--inplace"), "{}", run.stdout());
+    fs::remove_file(src.join(&long)).unwrap();
+    fs::write(src.join(&long), "long name, new content\n").unwrap();
+
+    let run = env.deltaic(["-v", "rsync", "backup", HOST1]).success();
+    let real = run
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("rsync -aHRxi"))
+        .unwrap()
+        .to_string();
+    assert!(real.contains(" --inplace "), "{}", run.stdout());
+    assert!(
+        run.stderr()
+            .contains("gave 2 hard-linked file(s) their own inode (cloned)"),
+        "{}",
+        run.stderr()
+    );
+    assert!(env.report().get("warnings").is_none(), "{}", env.report());
+    assert_eq!(fs::read_to_string(backed("short")).unwrap(), "long pair\n");
+    assert_eq!(
+        fs::read_to_string(backed(&long)).unwrap(),
+        "long name, new content\n"
+    );
+    assert_eq!(fs::metadata(backed("c")).unwrap().nlink(), 2);
     assert!(
         fs::read(backed("a")).unwrap() == block(1, 1),
         "a was written through b's link"
@@ -917,4 +1224,16 @@ fn inplace_shares_unchanged_blocks_and_never_writes_through_a_hard_link() {
         exclusive <= 2 << 20,
         "an 8 MiB file with 1 MiB changed costs {exclusive} exclusive bytes: blocks not shared"
     );
+
+    // An unchanged run splits nothing, so rsync links nothing again.
+    let dest = root.join("rsync/host1");
+    let before = inodes(&dest);
+    let run = env.deltaic(["-v", "rsync", "backup", HOST1]).success();
+    assert_eq!(inodes(&dest), before);
+    assert!(
+        !run.stdout().lines().any(|l| l.starts_with("hf")),
+        "{}",
+        run.stdout()
+    );
+    assert!(!run.stderr().contains("own inode"), "{}", run.stderr());
 }

@@ -498,7 +498,7 @@ fn clone(git: &Git, url: &str, dir: &Path, auth: Auth) -> Result<(), GitError> {
     let temp = RefCell::new(PathBuf::new());
     git.run_retrying(
         || {
-            let fresh = atomic_file::temp_path(dir);
+            let fresh = atomic_file::labelled_temp_path(dir);
             let mut cmd = git.command(None, auth, Some(url));
             cmd.args(["clone", "--mirror", url]).arg(&fresh);
             *temp.borrow_mut() = fresh;

@@ -108,6 +108,31 @@ impl<'a> Itemized<'a> {
         matches!(self.update, b'>' | b'<') && self.file_type == b'f'
     }
 
+    /// Whether rsync changes (or, in a dry run, would change) an existing regular file through
+    /// its inode: its data (`>f`), or any attribute (`.f` with a change column set: times,
+    /// permissions, owner, group, ACLs, xattrs). A hard link made by `-H` (`hf`) replaces the
+    /// name instead, and a new file (`+++++++++`) has no inode yet to write through.
+    pub fn changes_existing_file(&self) -> bool {
+        let changed = |b: &u8| !matches!(b, b'.' | b' ' | b'+');
+        self.file_type == b'f'
+            && match self.update {
+                b'>' | b'<' => self.attributes[0] != b'+',
+                b'.' | b'c' => self.attributes.iter().any(changed),
+                _ => false,
+            }
+    }
+
+    /// The path as bytes on disk, relative to the destination: rsync's `\#ooo` escapes of
+    /// unprintable bytes undone, and the leading `/` that `-R` prints removed. Only for lines
+    /// without a link target (` -> `, ` => `), that is, not `L` or `h` lines.
+    pub fn relative_path(&self) -> Vec<u8> {
+        let path = unescape(self.path);
+        match path.iter().position(|&b| b != b'/') {
+            Some(start) => path[start..].to_vec(),
+            None => Vec::new(),
+        }
+    }
+
     /// A scrub mismatch (D6): a file rewritten because its checksum differed although its size
     /// and modification time matched (`c` set, neither `s` nor `t`/`T`).
     pub fn is_scrub_mismatch(&self) -> bool {
@@ -116,6 +141,32 @@ impl<'a> Itemized<'a> {
             && self.attributes[1] != b's'
             && !matches!(self.attributes[2], b't' | b'T')
     }
+}
+
+/// Undoes rsync's escaping of file names in its output: `\#ooo` (three octal digits) stands for
+/// the byte `ooo`; rsync writes unprintable bytes, and a `\` followed by `#`, that way.
+pub fn unescape(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        let octal = |b: u8| (b'0'..=b'7').contains(&b);
+        if name[i] == b'\\'
+            && name.get(i + 1) == Some(&b'#')
+            && name.len() >= i + 5
+            && name[i + 2..i + 5].iter().all(|&b| octal(b))
+            && name[i + 2] <= b'3'
+        {
+            let value = name[i + 2..i + 5]
+                .iter()
+                .fold(0u8, |acc, &b| (acc << 3) | (b - b'0'));
+            out.push(value);
+            i += 5;
+        } else {
+            out.push(name[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// What a run's output says it did.
@@ -309,5 +360,52 @@ mod tests {
         let reader = io::BufReader::with_capacity(7, &input[..]);
         for_each_line(reader, |l| lengths.push(l.len())).unwrap();
         assert_eq!(lengths, [MAX_LINE, MAX_LINE, 10]);
+    }
+
+    #[test]
+    fn rsync_escapes_in_names_are_undone() {
+        assert_eq!(unescape(br"new\#012line"), b"new\nline");
+        assert_eq!(unescape(br"hi\#377byte"), b"hi\xffbyte");
+        assert_eq!(unescape(br"\#303\#251"), "é".as_bytes());
+        // rsync escapes a backslash only before `#`.
+        assert_eq!(unescape(br"x\#134#012y"), br"x\#012y");
+        assert_eq!(unescape(br"back\x"), br"back\x");
+        assert_eq!(unescape(br"back\#slash"), br"back\#slash");
+        assert_eq!(unescape(br"short\#01"), br"short\#01");
+        assert_eq!(unescape(br"\#477"), br"\#477");
+        let item = Itemized::parse(br">f.s....... /tmp/a\#012b").unwrap();
+        assert_eq!(item.relative_path(), b"tmp/a\nb");
+        let item = Itemized::parse(b">f.s....... srv/x").unwrap();
+        assert_eq!(item.relative_path(), b"srv/x");
+    }
+
+    #[test]
+    fn changes_to_existing_files_are_recognised() {
+        let cases: &[(&[u8], bool)] = &[
+            (b">f.st...... a", true),
+            (b">f..t...... a", true),
+            (b">fc........ a", true),
+            (b">f......... a", true),
+            (b".f...p..... a", true),
+            (b".f....og... a", true),
+            (b".f........x a", true),
+            (b".f.......a. a", true),
+            (b".f..t...... a", true),
+            (b">f+++++++++ new", false),
+            (b"hf+++++++++ a => b", false),
+            (b"hf          a => b", false),
+            (b".d..t...... dir/", false),
+            (b">fcst...... a", true),
+            (b".L..t...... l -> x", false),
+        ];
+        for &(line, expected) in cases {
+            let item = Itemized::parse(line).unwrap();
+            assert_eq!(
+                item.changes_existing_file(),
+                expected,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 }

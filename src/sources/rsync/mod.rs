@@ -6,13 +6,17 @@
 //!
 //! Modules: `command` (the clap subcommands), `backup` and `restore` (argv and steps),
 //! [`transfer`] (running rsync: output filter, exit statuses, ACL/xattr fallback), [`filter`]
-//! (parsing rsync's output as bytes) and [`ssh`] (the ssh options, shared with other sources).
+//! (parsing rsync's output as bytes), [`ssh`] (the ssh options, shared with other sources),
+//! `inplace` and `hardlinks` (making `--inplace` safe next to hard links) and `in_progress`
+//! (the marker that turns the run after a crash into a scrub).
 
 mod backup;
 pub mod command;
 mod config;
 pub mod filter;
 mod hardlinks;
+mod in_progress;
+mod inplace;
 mod restore;
 pub mod ssh;
 pub mod transfer;

@@ -3,14 +3,16 @@
 //!
 //! rsync's stdout goes through [`filter`] to our stdout (the unit's `.out` log).
 //! Its stderr is copied to our stderr (the `.err` log) as it arrives, and watched for the
-//! messages a remote rsync prints when it lacks ACL or xattr support.
+//! messages a remote rsync prints when it lacks ACL or xattr support. A dry run
+//! ([`Output::Quiet`]) prints only its command line: its itemized lines are for the caller
+//! (see [`run_observed`]), and its error output is kept, not logged twice.
 //!
 //! The fallback re-runs rsync without `--acls --xattrs` only when the remote really lacks them:
 //! status 2 (protocol incompatibility), or status 12 with such a message. The original also fell
 //! back on any status 12, which is what a dropped connection gives, and then silently rewrote
 //! changed files without their xattrs. A fallback is logged as a warning and reported.
 
-use super::filter::{self, OutputSummary};
+use super::filter::{self, Itemized, OutputSummary};
 use crate::util::process;
 use anyhow::Context;
 use std::ffi::OsString;
@@ -32,6 +34,16 @@ const UNSUPPORTED_PATTERNS: [&str; 5] = [
     "unknown option",
 ];
 
+/// What happens to rsync's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// stdout filtered to ours, stderr copied to ours (the unit's logs).
+    Logged,
+    /// Only the command line is printed; stdout is observed, stderr is kept in
+    /// [`Transfer::last_error_line`] (a dry run, whose findings the real run logs anyway).
+    Quiet,
+}
+
 /// How one rsync process ended, with what its output said.
 #[derive(Debug)]
 pub struct Attempt {
@@ -43,6 +55,8 @@ pub struct Attempt {
     pub acl_xattr_unsupported: bool,
     /// What its stderr said went wrong with ssh, if anything ([`ssh_problem`]).
     pub ssh_problem: Option<&'static str>,
+    /// The last non-empty line of its stderr.
+    pub last_error_line: Option<String>,
 }
 
 /// A finished transfer: the last attempt's status, and the figures of all attempts.
@@ -56,6 +70,8 @@ pub struct Transfer {
     pub warnings: Vec<String>,
     /// What the last attempt's stderr said went wrong with ssh, if anything.
     pub ssh_problem: Option<&'static str>,
+    /// The last non-empty line of the last attempt's stderr.
+    pub last_error_line: Option<String>,
 }
 
 impl Transfer {
@@ -63,6 +79,16 @@ impl Transfer {
     /// normal on a live system).
     pub fn succeeded(&self) -> bool {
         matches!(self.status.code(), Some(0 | 24))
+    }
+
+    /// Takes in a `later` pass over the same tree: its status and messages replace these, its
+    /// figures are added.
+    pub fn then(&mut self, later: Transfer) {
+        self.status = later.status;
+        self.summary.absorb(later.summary);
+        self.warnings.extend(later.warnings);
+        self.ssh_problem = later.ssh_problem;
+        self.last_error_line = later.last_error_line;
     }
 
     /// `Ok` on success, else an error naming `what` (e.g. "backup of host.example.org") and the
@@ -86,7 +112,18 @@ impl Transfer {
 /// --xattrs` if the remote lacks them. Errors only when rsync cannot be started or its output
 /// cannot be read; a failing rsync is reported in [`Transfer::status`].
 pub fn run_with_fallback(argv: &[OsString], host: &str) -> anyhow::Result<Transfer> {
-    let first = run_once(argv)?;
+    run_observed(argv, host, Output::Logged, &mut |_| {})
+}
+
+/// [`run_with_fallback`], handling the output as `output` says and calling `on_item` with every
+/// itemized line of every attempt (before the output filter, so xattr-only lines too).
+pub fn run_observed(
+    argv: &[OsString],
+    host: &str,
+    output: Output,
+    on_item: &mut dyn FnMut(&Itemized<'_>),
+) -> anyhow::Result<Transfer> {
+    let first = run_attempt(argv, output, on_item)?;
     let mut warnings = Vec::new();
     let has_fallback_flags = argv.iter().any(|a| FALLBACK_FLAGS.iter().any(|f| a == *f));
     if !(has_fallback_flags && should_fall_back(first.status.code(), first.acl_xattr_unsupported)) {
@@ -95,6 +132,7 @@ pub fn run_with_fallback(argv: &[OsString], host: &str) -> anyhow::Result<Transf
             summary: first.summary,
             warnings,
             ssh_problem: first.ssh_problem,
+            last_error_line: first.last_error_line,
         });
     }
     let warning = format!(
@@ -103,10 +141,12 @@ pub fn run_with_fallback(argv: &[OsString], host: &str) -> anyhow::Result<Transf
          are not backed up. Install an rsync ≥ 3.0 with ACL and xattr support on {host}",
         describe_status(first.status)
     );
-    tracing::warn!("{warning}");
+    if output == Output::Logged {
+        tracing::warn!("{warning}");
+    }
     warnings.push(warning);
     let reduced = without_fallback_flags(argv);
-    let second = run_once(&reduced)?;
+    let second = run_attempt(&reduced, output, on_item)?;
     let mut summary = first.summary;
     summary.absorb(second.summary);
     Ok(Transfer {
@@ -114,6 +154,7 @@ pub fn run_with_fallback(argv: &[OsString], host: &str) -> anyhow::Result<Transf
         summary,
         warnings,
         ssh_problem: second.ssh_problem,
+        last_error_line: second.last_error_line,
     })
 }
 
@@ -175,6 +216,16 @@ pub fn ssh_problem(line: &[u8]) -> Option<&'static str> {
 
 /// Prints the command line, runs it once with the output filter, and reports how it ended.
 pub fn run_once(argv: &[OsString]) -> anyhow::Result<Attempt> {
+    run_attempt(argv, Output::Logged, &mut |_| {})
+}
+
+/// Prints the command line, runs it once with `output`, calling `on_item` with each itemized
+/// line, and reports how it ended.
+fn run_attempt(
+    argv: &[OsString],
+    output: Output,
+    on_item: &mut dyn FnMut(&Itemized<'_>),
+) -> anyhow::Result<Attempt> {
     let (program, args) = argv.split_first().context("empty rsync command line")?;
     let mut cmd = Command::new(program);
     cmd.args(args);
@@ -189,8 +240,8 @@ pub fn run_once(argv: &[OsString]) -> anyhow::Result<Attempt> {
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let (summary, findings) = std::thread::scope(|scope| {
-        let watcher = scope.spawn(move || forward_stderr(stderr));
-        let summary = filter_stdout(stdout);
+        let watcher = scope.spawn(move || forward_stderr(stderr, output));
+        let summary = filter_stdout(stdout, output, on_item);
         let findings = watcher
             .join()
             .unwrap_or_else(|_| Ok(StderrFindings::default()));
@@ -205,18 +256,27 @@ pub fn run_once(argv: &[OsString]) -> anyhow::Result<Attempt> {
         summary: summary.context("reading rsync's output")?,
         acl_xattr_unsupported: findings.acl_xattr_unsupported,
         ssh_problem: findings.ssh_problem,
+        last_error_line: findings.last_line,
     })
 }
 
-/// Reads rsync's stdout to the end: counts, filters, and prints to our stdout. A closed stdout
-/// (e.g. `| head`) does not stop the reading, or rsync would block on a full pipe.
-fn filter_stdout(stdout: impl io::Read) -> io::Result<OutputSummary> {
+/// Reads rsync's stdout to the end: counts, hands itemized lines to `on_item`, filters, and
+/// prints to our stdout unless `output` is quiet. A closed stdout (e.g. `| head`) does not stop
+/// the reading, or rsync would block on a full pipe.
+fn filter_stdout(
+    stdout: impl io::Read,
+    output: Output,
+    on_item: &mut dyn FnMut(&Itemized<'_>),
+) -> io::Result<OutputSummary> {
     let mut summary = OutputSummary::default();
     let out = io::stdout();
     let mut out = out.lock();
-    let mut out_ok = true;
+    let mut out_ok = output == Output::Logged;
     filter::for_each_line(BufReader::new(stdout), |line| {
         summary.observe(line);
+        if let Some(item) = Itemized::parse(line) {
+            on_item(&item);
+        }
         if let Some(kept) = filter::keep_line(line)
             && out_ok
         {
@@ -235,17 +295,23 @@ fn filter_stdout(stdout: impl io::Read) -> io::Result<OutputSummary> {
 struct StderrFindings {
     acl_xattr_unsupported: bool,
     ssh_problem: Option<&'static str>,
+    last_line: Option<String>,
 }
 
-/// Copies rsync's stderr to ours line by line, noting what it says.
-fn forward_stderr(stderr: impl io::Read) -> io::Result<StderrFindings> {
+/// Copies rsync's stderr to ours line by line (unless `output` is quiet), noting what it says.
+fn forward_stderr(stderr: impl io::Read, output: Output) -> io::Result<StderrFindings> {
     let mut findings = StderrFindings::default();
     let err = io::stderr();
     filter::for_each_line(BufReader::new(stderr), |line| {
         findings.acl_xattr_unsupported |= says_acl_xattr_unsupported(line);
         findings.ssh_problem = findings.ssh_problem.or_else(|| ssh_problem(line));
-        let mut err = err.lock();
-        let _ = err.write_all(line).and_then(|()| err.write_all(b"\n"));
+        if !line.trim_ascii().is_empty() {
+            findings.last_line = Some(String::from_utf8_lossy(line.trim_ascii()).into_owned());
+        }
+        if output == Output::Logged {
+            let mut err = err.lock();
+            let _ = err.write_all(line).and_then(|()| err.write_all(b"\n"));
+        }
     })?;
     Ok(findings)
 }
@@ -377,6 +443,7 @@ mod tests {
             summary: OutputSummary::default(),
             warnings: vec![],
             ssh_problem: advice("Host key verification failed."),
+            last_error_line: None,
         };
         let err = failed.check("backup of h").unwrap_err().to_string();
         assert!(
@@ -429,6 +496,7 @@ mod tests {
         assert!(describe_status(ExitStatus::from_raw(9)).contains("signal 9"));
         let ok = |code| Transfer {
             ssh_problem: None,
+            last_error_line: None,
             status: status(code),
             summary: OutputSummary::default(),
             warnings: vec![],
@@ -497,5 +565,23 @@ mod tests {
     fn a_missing_rsync_is_an_error_naming_it() {
         let err = run_once(&os(&["/nonexistent/rsync", "-a"])).unwrap_err();
         assert!(format!("{err:#}").contains("/nonexistent/rsync"), "{err:#}");
+    }
+
+    #[test]
+    fn a_quiet_run_hands_items_on_and_keeps_its_last_error_line() {
+        let script = "printf '>f.st...... a\\n.f........x b\\nnot itemized\\n'; \
+                      echo 'first problem' >&2; echo 'last problem' >&2; echo >&2; exit 23";
+        let mut seen = Vec::new();
+        let transfer = run_observed(
+            &os(&["sh", "-c", script]),
+            "h",
+            Output::Quiet,
+            &mut |item| seen.push(String::from_utf8_lossy(item.path).into_owned()),
+        )
+        .unwrap();
+        assert_eq!(seen, ["a", "b"]);
+        assert_eq!(transfer.status.code(), Some(23));
+        assert_eq!(transfer.last_error_line.as_deref(), Some("last problem"));
+        assert_eq!(transfer.summary.files_transferred, 1);
     }
 }
