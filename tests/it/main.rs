@@ -3,6 +3,7 @@
 
 mod e2e;
 mod fake_github;
+mod fake_github_serve;
 mod github;
 mod github_git;
 mod harness;
