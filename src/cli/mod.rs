@@ -78,6 +78,9 @@ pub enum Command {
     /// The github source: back up organisations' repositories, wikis, issues and releases
     #[command(subcommand)]
     Github(crate::sources::github::command::GithubCommand),
+    /// The coda source (not implemented in this version: configured volumes fail clearly)
+    #[command(subcommand)]
+    Coda(crate::sources::coda::command::CodaCommand),
 }
 
 /// Runs the parsed command line and returns the exit code.
@@ -116,6 +119,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Github(cmd) => {
             crate::run::unit_guard::arm()?;
             crate::sources::github::command::execute(&load()?, cmd)
+        }
+        Command::Coda(cmd) => {
+            crate::run::unit_guard::arm()?;
+            crate::sources::coda::command::execute(&load()?, cmd)
         }
     }
 }

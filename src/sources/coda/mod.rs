@@ -2,6 +2,8 @@
 //! and validates the `coda:` manifest; the backup itself is not implemented yet, so a configured
 //! volume fails its unit with a clear message instead of being skipped silently.
 
+pub mod command;
+
 use crate::config::{Config, ConfigError};
 use crate::sources::{Source, Unit, UnitRoot, check_component};
 use serde::Deserialize;
