@@ -75,11 +75,7 @@ pub fn acquire(root: &Path, name: &str) -> anyhow::Result<Lock> {
                     path.display()
                 )
             } else {
-                format!(
-                    "another deltaic {name} is already running (lock {} is held); wait for it \
-                     to finish",
-                    path.display()
-                )
+                already_running(name, &path)
             };
             Err(conflict(name, &path, message))
         }
@@ -103,11 +99,7 @@ pub fn acquire_shared(root: &Path, name: &str) -> anyhow::Result<Lock> {
                     path.display()
                 )
             } else {
-                format!(
-                    "another deltaic {name} is already running (lock {} is held); wait for it \
-                     to finish",
-                    path.display()
-                )
+                already_running(name, &path)
             };
             Err(conflict(name, &path, message))
         }
@@ -115,6 +107,14 @@ pub fn acquire_shared(root: &Path, name: &str) -> anyhow::Result<Lock> {
             Err(e).with_context(|| format!("locking {} (shared)", path.display()))
         }
     }
+}
+
+/// The message for a lock another exclusive holder has.
+fn already_running(name: &str, path: &Path) -> String {
+    format!(
+        "another deltaic {name} is already running (lock {} is held); wait for it to finish",
+        path.display()
+    )
 }
 
 fn conflict(name: &str, path: &Path, message: String) -> anyhow::Error {

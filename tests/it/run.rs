@@ -704,3 +704,37 @@ fn a_configured_coda_volume_fails_its_unit_with_a_clear_message() {
         "{stderr}"
     );
 }
+
+#[test]
+fn config_check_reports_a_source_it_cannot_plan_without_failing_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deltaic.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "settings:\n  root: {}\n  snapshot-backend: dir\n  github-token: t\n  \
+             github-api-url: http://127.0.0.1:9/api/v3\n  github-retry-max: 0\n\
+             rsync:\n  h.example.org:\n    mounts: [/etc]\ngithub:\n  acme:\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deltaic"))
+        .arg("-c")
+        .arg(&config)
+        .args(["config", "check"])
+        .env("DELTAIC_ALLOW_ROOT", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("OK, 1 unit(s)") && stdout.contains("  rsync/h"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("warning: github: listing the repositories of GitHub organisation acme"),
+        "{stderr}"
+    );
+}
