@@ -1,6 +1,7 @@
 //! The integration tests: one binary (fast to link on 2 cores), one module per area, each
 //! running the real `deltaic` binary. Shared fixtures live in `harness/`.
 
+mod ceph;
 mod e2e;
 mod fake_github;
 mod fake_github_serve;
