@@ -83,6 +83,15 @@ pub enum Command {
     Coda(crate::sources::coda::command::CodaCommand),
 }
 
+/// Passes on a source command's result, first recording a unit it ran by hand as ok when it
+/// succeeded ([`crate::run::unit_session`]).
+fn unit_command(result: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    if matches!(&result, Ok(code) if *code == ExitCode::SUCCESS) {
+        crate::run::unit_session::finish()?;
+    }
+    result
+}
+
 /// Runs the parsed command line and returns the exit code.
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     // core-rsync-coda.md §2.2 step 3: refuse root before the config is read.
@@ -114,15 +123,15 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         // included (it must not outlive the run: crate::run::unit_guard).
         Command::Rsync(cmd) => {
             crate::run::unit_guard::arm()?;
-            crate::sources::rsync::command::execute(&load()?, cmd)
+            unit_command(crate::sources::rsync::command::execute(&load()?, cmd))
         }
         Command::Github(cmd) => {
             crate::run::unit_guard::arm()?;
-            crate::sources::github::command::execute(&load()?, cmd)
+            unit_command(crate::sources::github::command::execute(&load()?, cmd))
         }
         Command::Coda(cmd) => {
             crate::run::unit_guard::arm()?;
-            crate::sources::coda::command::execute(&load()?, cmd)
+            unit_command(crate::sources::coda::command::execute(&load()?, cmd))
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod signals;
 pub mod summary;
 pub mod unit_guard;
 pub mod unit_log;
+pub mod unit_session;
 pub mod unit_status;
 
 use crate::config::{Config, SnapshotBackendKind};

@@ -6,8 +6,10 @@
 //! snapshot is complete is judged over the *full* plan ([`judge`]): every configured unit must
 //! have succeeded the last time it ran (a unit that never ran counts as not ok), and every source
 //! must have been planned. `deltaic run` updates the file for the units it ran, before its
-//! manifest; `deltaic snapshot` only reads it. Both hold `.lock/backup` exclusively, so the
-//! read-modify-write never races. The file is replaced atomically.
+//! manifest, holding `.lock/backup` exclusively; a unit run by hand updates its own entry
+//! ([`super::unit_session`]) under `.lock/unit-status`, holding `.lock/backup` shared; `deltaic
+//! snapshot` only reads it. So the read-modify-writes never race. The file is replaced
+//! atomically.
 
 use super::manifest::{UnitRecord, UnitStatus, state_dir};
 use crate::sources::UnitRoot;

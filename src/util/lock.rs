@@ -85,6 +85,15 @@ pub fn acquire(root: &Path, name: &str) -> anyhow::Result<Lock> {
     }
 }
 
+/// Takes `ROOT/.lock/<name>` exclusively, waiting for any holder: for short critical sections
+/// (a read-modify-write of a small state file), never for whole runs.
+pub fn acquire_blocking(root: &Path, name: &str) -> anyhow::Result<Lock> {
+    let (file, path) = open(root, name)?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(Lock { _file: file })
+}
+
 /// Takes `ROOT/.lock/<name>` shared, without blocking: any number of shared holders, but none
 /// while someone holds it exclusively. Fails with [`LockConflict`] in that case.
 pub fn acquire_shared(root: &Path, name: &str) -> anyhow::Result<Lock> {

@@ -673,6 +673,27 @@ fn complete_means_every_configured_unit_last_succeeded_also_for_only_runs_and_sn
             today(5)
         )
     );
+
+    // Units run by hand leave their outcome too: c succeeds by hand, so the tree is complete;
+    // then b fails by hand (it may have left torn files), so the next snapshot is partial.
+    fs::create_dir(&c).unwrap();
+    env.deltaic(&["rsync", "backup", "c.example.test"])
+        .success();
+    let (_, stderr) = output(&env.deltaic(&["snapshot"]).success());
+    assert!(
+        stderr.contains(&format!("snapshot {} recorded as complete", today(6))),
+        "{stderr}"
+    );
+    fs::remove_dir(&b).unwrap();
+    env.deltaic(&["rsync", "backup", "b.example.test"]).code(1);
+    let (_, stderr) = output(&env.deltaic(&["snapshot"]).success());
+    assert!(
+        stderr.contains(&format!(
+            "snapshot {} recorded as partial: 1 unit did not succeed in its last run or never ran (rsync/b)",
+            today(7)
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -13,8 +13,8 @@ use super::api::{Api, ApiError};
 use super::backup::{self, Options, RepoBackup, Summary};
 use super::git::{self, Git};
 use crate::config::{Config, Secret};
-use crate::sources::check_component;
-use crate::util::lock;
+use crate::run::unit_session;
+use crate::sources::{UnitRoot, check_component};
 use anyhow::{Context, anyhow};
 use serde_json::Value;
 
@@ -30,7 +30,7 @@ pub fn backup_repository<A: Api>(
 ) -> anyhow::Result<Summary> {
     check_names(org, Some(repo))?;
     let root = config.root();
-    let _locks = lock::unit_locks(root, &format!("github-{org}-{repo}"))?;
+    let _locks = unit_session::start(root, &unit_root(&[org, repo])?)?;
     let token: Option<Secret> = config.settings.github_token()?;
     let mut unit = RepoBackup::new(api, root, org, repo, Options::now(scrub))?;
     let info = runtime.block_on(unit.info())?;
@@ -73,12 +73,19 @@ pub fn backup_organisation<A: Api>(
 ) -> anyhow::Result<Summary> {
     check_names(org, None)?;
     let root = config.root();
-    let _locks = lock::unit_locks(root, &format!("github-{org}"))?;
+    let _locks = unit_session::start(root, &unit_root(&[org, super::ORG_UNIT])?)?;
     let result = runtime.block_on(backup::backup_org(api, root, org, Options::now(scrub)));
     if let Ok(summary) = &result {
         report(summary, scrub);
     }
     result
+}
+
+/// The unit root `github/<parts...>`.
+fn unit_root(parts: &[&str]) -> anyhow::Result<UnitRoot> {
+    let mut all = vec!["github"];
+    all.extend_from_slice(parts);
+    UnitRoot::from_components(&all).map_err(anyhow::Error::msg)
 }
 
 /// Rejects names that are not single safe path components (they come from the command line).

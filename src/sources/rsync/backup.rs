@@ -38,6 +38,8 @@ use super::ssh::Ssh;
 use super::transfer::{self, Output, Transfer};
 use crate::config::{Config, Settings, SnapshotBackendKind};
 use crate::run::manifest::UnitReport;
+use crate::run::unit_session;
+use crate::sources::UnitRoot;
 use crate::util::{lock, process};
 use anyhow::{Context, bail};
 use std::ffi::OsString;
@@ -53,7 +55,8 @@ pub fn run(config: &Config, host: &str, scrub: bool) -> anyhow::Result<ExitCode>
     let info = find_host(config, host)?;
     let alias = info.alias(host);
     require_backup_filesystem(config)?;
-    let _locks = lock::unit_locks(config.root(), &format!("rsync-{alias}"))?;
+    let unit = UnitRoot::from_components(&["rsync", alias]).map_err(anyhow::Error::msg)?;
+    let _locks = unit_session::start(config.root(), &unit)?;
     let ssh = if info.local {
         None
     } else {
