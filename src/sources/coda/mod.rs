@@ -1,8 +1,23 @@
-//! The `coda` source: Coda volumes dumped over ssh (core-rsync-coda.md §10). This version reads
-//! and validates the `coda:` manifest; the backup itself is not implemented yet, so a configured
-//! volume fails its unit with a clear message instead of being skipped silently.
+//! The `coda` source: Coda volumes dumped over ssh (core-rsync-coda.md §10).
+//!
+//! `deltaic coda backup HOST VOLUME` refreshes the volume's read-only backup clone with
+//! `volutil` on the server, streams `volutil dump | codadump2tar -rn .` back over ssh, and
+//! applies the tar to `ROOT/coda/<server short name>/<volume>/`, keeping owners and modes in
+//! `user.rsync.%stat` xattrs so that `deltaic rsync restore --coda` can put them back.
+//!
+//! Modules: `command` (the clap subcommand), `backup` (the flow and its markers), `remote`
+//! (volutil over ssh, the dump pipeline with its status check), `tar_stream` (the strict tar
+//! reader: a dump must end with the end-of-archive marker), `paths` (entry names and the
+//! no-symlink-following walk), `tar_apply` (the tar-to-directory algorithm, §10.4) and
+//! `cleanup` (the full-dump GC and the directory mtimes, applied last).
 
+mod backup;
+mod cleanup;
 pub mod command;
+mod paths;
+mod remote;
+mod tar_apply;
+mod tar_stream;
 
 use crate::config::{Config, ConfigError};
 use crate::sources::{Source, Unit, UnitRoot, check_component};
@@ -19,17 +34,66 @@ pub struct CodaGroup {
     pub volumes: Vec<String>,
 }
 
-/// Checks server and volume names (BUG-4, BUG-C7).
+/// The server's short name: the host name up to its first `.` (the original's layout).
+pub fn short_name(server: &str) -> &str {
+    server.split('.').next().unwrap_or(server)
+}
+
+/// The directory name of `volume` under `ROOT/coda/<server>/` (BUG-C7). A name that is a safe
+/// path component is used as is (the original's layout); any other (Coda's root volume is
+/// often called `/`) has `%` and `/` percent-encoded, and a name of only dots gets its dots
+/// encoded, so it stays one component inside the tree: `/` becomes `%2F`.
+///
+/// Errors: the name is empty or contains NUL or a newline (no Coda volume is called that).
+pub fn volume_dir_name(volume: &str) -> Result<String, String> {
+    if volume.is_empty() || volume.contains(['\0', '\n']) {
+        return Err(format!(
+            "`{}` is not a Coda volume name (empty, or contains NUL or a newline)",
+            volume.escape_debug()
+        ));
+    }
+    if check_component(volume).is_ok() {
+        return Ok(volume.to_string());
+    }
+    if volume.bytes().all(|b| b == b'.') {
+        return Ok(volume.replace('.', "%2E"));
+    }
+    Ok(volume.replace('%', "%25").replace('/', "%2F"))
+}
+
+/// The unit root of one replica: `coda/<server short name>/<volume directory name>`.
+pub fn unit_root(server: &str, volume: &str) -> Result<UnitRoot, String> {
+    UnitRoot::from_components(&["coda", short_name(server), &volume_dir_name(volume)?])
+}
+
+/// Checks server and volume names (BUG-4, BUG-C7): every replica must get its own directory.
 pub(crate) fn validate_groups(config: &Config) -> Result<(), ConfigError> {
+    let mut seen: std::collections::HashMap<UnitRoot, (&str, &str)> = Default::default();
     for (i, group) in config.coda.iter().enumerate() {
         for server in &group.servers {
-            let short = server.split('.').next().unwrap_or(server);
-            check_component(short)
+            check_component(short_name(server))
                 .map_err(|m| config.invalid(None, format!("coda[{i}].servers"), m))?;
         }
         for volume in &group.volumes {
-            check_component(volume)
+            volume_dir_name(volume)
                 .map_err(|m| config.invalid(None, format!("coda[{i}].volumes"), m))?;
+            for server in &group.servers {
+                let root = unit_root(server, volume)
+                    .map_err(|m| config.invalid(None, format!("coda[{i}].volumes"), m))?;
+                if let Some((other_server, other_volume)) =
+                    seen.insert(root.clone(), (server, volume))
+                {
+                    return Err(config.invalid(
+                        None,
+                        format!("coda[{i}]"),
+                        format!(
+                            "volume `{volume}` on `{server}` and volume `{other_volume}` on \
+                             `{other_server}` would share the directory {root}; server short \
+                             names (up to the first `.`) and volume names must be unique"
+                        ),
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -54,9 +118,7 @@ impl Source for Coda {
         for group in &config.coda {
             for volume in &group.volumes {
                 for server in &group.servers {
-                    let short = server.split('.').next().unwrap_or(server);
-                    let root = UnitRoot::from_components(&["coda", short, volume])
-                        .map_err(anyhow::Error::msg)?;
+                    let root = unit_root(server, volume).map_err(anyhow::Error::msg)?;
                     let mut backup_args = vec![
                         "coda".into(),
                         "backup".into(),
