@@ -165,7 +165,10 @@ fn dump_with_retries(
         match result {
             Ok(applied) => return Ok(applied),
             Err(ApplyError::Fatal(err)) => {
-                return Err(err.context(format!("dump of {what} refused; nothing was deleted")));
+                return Err(err.context(format!(
+                    "dump of {what} refused; no cleanup ran, so nothing the dump did not \
+                     name was deleted"
+                )));
             }
             Err(ApplyError::Damaged(damaged)) if attempt < DUMP_ATTEMPTS => {
                 tracing::warn!(
@@ -178,8 +181,8 @@ fn dump_with_retries(
             }
             Err(ApplyError::Damaged(damaged)) => {
                 anyhow::bail!(
-                    "dump of {what} failed {DUMP_ATTEMPTS} times, last: {damaged}; nothing was \
-                     deleted, and the next backup of it is a full dump if this one was"
+                    "dump of {what} failed {DUMP_ATTEMPTS} times, last: {damaged}; no cleanup ran, \
+                     and the next backup of it is a full dump if this one was"
                 );
             }
         }

@@ -203,7 +203,11 @@ mod tests {
     #[test]
     fn a_complete_archive_is_read_with_its_padding() {
         let stream = archive(b"hello");
-        assert_eq!(stream.len(), 512 * 3 + 512 * 2, "two headers, a data block, the marker");
+        assert_eq!(
+            stream.len(),
+            512 * 3 + 512 * 2,
+            "two headers, a data block, the marker"
+        );
         let seen = read_all(&stream).unwrap();
         assert_eq!(
             seen,
