@@ -135,3 +135,73 @@ impl Source for Coda {
         Ok(units)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(coda: &str) -> Result<Config, ConfigError> {
+        let text = format!("settings:\n  root: /b\n  snapshot-backend: dir\ncoda:\n{coda}");
+        Config::from_yaml(&text, Path::new("/etc/deltaic.conf"))
+    }
+
+    #[test]
+    fn volume_names_become_one_safe_component() {
+        assert_eq!(volume_dir_name("a:foo").unwrap(), "a:foo");
+        assert_eq!(volume_dir_name("/").unwrap(), "%2F");
+        assert_eq!(volume_dir_name("a/b%c").unwrap(), "a%2Fb%25c");
+        assert_eq!(volume_dir_name("..").unwrap(), "%2E%2E");
+        assert_eq!(
+            volume_dir_name("100%").unwrap(),
+            "100%",
+            "safe names stay as they were"
+        );
+        for bad in ["", "a\0b", "a\nb"] {
+            assert!(volume_dir_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            unit_root("coda1.example.org", "/").unwrap().as_str(),
+            "coda/coda1/%2F"
+        );
+    }
+
+    #[test]
+    fn the_root_volume_is_accepted_and_colliding_replicas_are_not() {
+        let cfg = config("  - servers: [c1.example.org]\n    volumes: ['/', a:foo]\n").unwrap();
+        let mut rng = rand::rng();
+        let units = Coda.plan_units(&cfg, &mut rng).unwrap();
+        let roots: Vec<&str> = units.iter().map(|u| u.root.as_str()).collect();
+        assert_eq!(roots, ["coda/c1/%2F", "coda/c1/a:foo"]);
+        assert_eq!(
+            units[0].backup_args[..4],
+            ["coda", "backup", "c1.example.org", "/"]
+        );
+
+        let err = config("  - servers: [c1.a.org, c1.b.org]\n    volumes: [v]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("would share the directory coda/c1/v"), "{err}");
+        assert!(config("  - servers: [c1]\n    volumes: ['']\n").is_err());
+    }
+
+    #[test]
+    fn full_dumps_happen_with_the_full_probability() {
+        let plan = |p: f64| {
+            let mut cfg = config("  - servers: [c1]\n    volumes: [v]\n").unwrap();
+            cfg.settings.coda_full_probability = crate::config::Probability::new(p);
+            let mut rng = rand::rng();
+            Coda.plan_units(&cfg, &mut rng).unwrap()[0]
+                .backup_args
+                .clone()
+        };
+        assert!(
+            !plan(1.0).contains(&"--incremental".to_string()),
+            "p=1: always full"
+        );
+        assert!(
+            plan(0.0).contains(&"--incremental".to_string()),
+            "p=0: always incremental"
+        );
+    }
+}

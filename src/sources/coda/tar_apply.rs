@@ -425,3 +425,181 @@ fn set_stat(abs: &Path, mode: u32, uid: u64, gid: u64) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One raw ustar entry (names are written as given, `..` and absolute ones included).
+    fn entry(out: &mut Vec<u8>, flag: u8, name: &[u8], link: &[u8], mtime: u64, data: &[u8]) {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name);
+        let mut num = |range: std::ops::Range<usize>, value: u64| {
+            let width = range.len() - 1;
+            h[range.start..range.start + width]
+                .copy_from_slice(format!("{value:0width$o}").as_bytes());
+        };
+        num(100..108, 0o644);
+        num(108..116, 7);
+        num(116..124, 0);
+        num(124..136, data.len() as u64);
+        num(136..148, mtime);
+        h[156] = flag;
+        h[157..157 + link.len()].copy_from_slice(link);
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+
+    fn finish(mut out: Vec<u8>) -> Vec<u8> {
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    fn apply_to(stream: &[u8], tree: &mut Tree) -> Result<Applied, ApplyError> {
+        apply(stream, tree)
+    }
+
+    #[test]
+    fn types_change_empty_symlinks_keep_the_old_one_and_dangling_links_get_their_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = Tree::open(&dir.path().join("vol")).unwrap();
+        let root = tree.root().to_path_buf();
+        fs::create_dir_all(root.join("was-dir/inner")).unwrap();
+        fs::write(root.join("was-file"), b"x").unwrap();
+        std::os::unix::fs::symlink("old-target", root.join("kept")).unwrap();
+        let mut s = Vec::new();
+        entry(&mut s, b'5', b".", b"", 5, b"");
+        entry(&mut s, b'0', b"./was-dir", b"", 6, b"now a file");
+        entry(&mut s, b'5', b"./was-file", b"", 7, b"");
+        entry(&mut s, b'2', b"./kept", b"", 8, b"");
+        entry(&mut s, b'2', b"./dangling", b"missing", 9, b"");
+        let applied = apply_to(&finish(s), &mut tree).unwrap();
+        assert_eq!(fs::read(root.join("was-dir")).unwrap(), b"now a file");
+        assert!(root.join("was-file").is_dir());
+        assert_eq!(
+            fs::read_link(root.join("kept")).unwrap(),
+            Path::new("old-target")
+        );
+        assert_eq!(file_time::mtime_secs(&root.join("dangling")), Some(9));
+        assert_eq!(file_time::mtime_secs(&root.join("was-dir")), Some(6));
+        let valid: HashSet<PathBuf> = ["was-dir", "was-file", "kept", "dangling"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(applied.valid, valid);
+        assert_eq!(
+            applied.dir_mtimes,
+            [(PathBuf::new(), 5), (PathBuf::from("was-file"), 7)]
+        );
+    }
+
+    #[test]
+    fn a_root_entry_that_is_not_a_directory_and_a_missing_link_target_are_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = Tree::open(&dir.path().join("vol")).unwrap();
+        let mut s = Vec::new();
+        entry(&mut s, b'0', b"./", b"", 1, b"x");
+        let err = apply_to(&finish(s), &mut tree).unwrap_err();
+        assert!(matches!(&err, ApplyError::Fatal(e) if e.to_string().contains("volume root")));
+        let mut s = Vec::new();
+        entry(&mut s, b'1', b"./l", b"./missing", 1, b"");
+        let err = apply_to(&finish(s), &mut tree).unwrap_err();
+        assert!(matches!(&err, ApplyError::Fatal(e) if e.to_string().contains("./missing")));
+    }
+
+    #[test]
+    fn bug_c12_an_unchanged_file_linked_to_a_stale_name_gets_its_own_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = Tree::open(&dir.path().join("vol")).unwrap();
+        let root = tree.root().to_path_buf();
+        let mut s = Vec::new();
+        entry(&mut s, b'0', b"./a", b"", 1, b"same");
+        entry(&mut s, b'1', b"./b", b"./a", 1, b"");
+        entry(&mut s, b'1', b"./stale", b"./a", 1, b"");
+        apply_to(&finish(s), &mut tree).unwrap();
+        assert_eq!(fs::metadata(root.join("a")).unwrap().nlink(), 3);
+        // `stale` is no longer a link of `a` at the source (it is not in this dump at all).
+        let mut s = Vec::new();
+        entry(&mut s, b'0', b"./a", b"", 1, b"same");
+        entry(&mut s, b'1', b"./b", b"./a", 1, b"");
+        apply_to(&finish(s), &mut tree).unwrap();
+        let ino = |n: &str| fs::metadata(root.join(n)).unwrap().ino();
+        assert_eq!(ino("a"), ino("b"));
+        assert_ne!(ino("a"), ino("stale"));
+        assert_eq!(fs::metadata(root.join("a")).unwrap().nlink(), 2);
+        assert_eq!(fs::read(root.join("a")).unwrap(), b"same");
+        assert_eq!(
+            xattr::get(root.join("a"), STAT_XATTR).unwrap().as_deref(),
+            Some(&b"100644 0,0 7:0"[..])
+        );
+        assert_eq!(file_time::mtime_secs(&root.join("a")), Some(1));
+    }
+
+    /// One generated entry: type, name, and a symlink or hard-link target.
+    fn arb_entry() -> impl Strategy<Value = (u8, Vec<u8>, Vec<u8>)> {
+        let component = prop_oneof![
+            Just(b"a".to_vec()),
+            Just(b"b".to_vec()),
+            Just(b"..".to_vec()),
+            Just(b".".to_vec()),
+            Just(b"".to_vec()),
+            Just(b"out".to_vec()),
+        ];
+        let name = proptest::collection::vec(component, 1..4).prop_map(|parts| parts.join(&b'/'));
+        let target = prop_oneof![
+            Just(b"../../outside".to_vec()),
+            Just(b"/".to_vec()),
+            Just(b"a".to_vec()),
+            Just(b"./a/b".to_vec()),
+            Just(b"".to_vec()),
+        ];
+        let abs = prop_oneof![Just(false), Just(true)];
+        (
+            prop_oneof![Just(b'0'), Just(b'1'), Just(b'2'), Just(b'5')],
+            name,
+            target,
+            abs,
+        )
+            .prop_map(|(flag, name, target, abs)| {
+                let name = if abs {
+                    [b"/".as_slice(), &name].concat()
+                } else {
+                    name
+                };
+                (flag, name, target)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Whatever the stream (absolute names, `..`, symlinks to outside followed by entries
+        /// beneath them, type changes), nothing appears outside the volume's directory.
+        #[test]
+        fn no_entry_escapes_the_volume(entries in proptest::collection::vec(arb_entry(), 1..12)) {
+            let dir = tempfile::tempdir().unwrap();
+            let outside = dir.path().join("outside");
+            fs::create_dir(&outside).unwrap();
+            // A symlink to the outside already in the backup.
+            let mut tree = Tree::open(&dir.path().join("r/vol")).unwrap();
+            std::os::unix::fs::symlink(&outside, tree.root().join("out")).unwrap();
+            let mut s = Vec::new();
+            for (flag, name, target) in &entries {
+                let data: &[u8] = if *flag == b'0' { b"data" } else { b"" };
+                entry(&mut s, *flag, name, target, 1, data);
+            }
+            let _ = apply_to(&finish(s), &mut tree);
+            prop_assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+            let beside: Vec<_> = fs::read_dir(dir.path().join("r")).unwrap()
+                .map(|e| e.unwrap().file_name()).collect();
+            prop_assert_eq!(beside, vec![std::ffi::OsString::from("vol")]);
+            prop_assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+        }
+    }
+}
