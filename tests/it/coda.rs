@@ -485,6 +485,24 @@ fn truncated_garbled_or_empty_dumps_are_retried_then_fail_without_deleting() {
 }
 
 #[test]
+fn a_damaged_dump_is_abandoned_at_once_even_while_the_server_side_still_runs() {
+    let env = Env::with_fake_ssh();
+    env.first_backup();
+    let mut garbage = volume_v2().finish();
+    garbage[512..1024].fill(b'x');
+    env.fake.set_full(&garbage);
+    env.fake.codadump2tar_sleep(30);
+    let started = std::time::Instant::now();
+    let run = env.backup(&["-R"]).failure();
+    assert!(run.stderr().contains("failed 10 times"), "{}", run.stderr());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "waited for the hung pipeline: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_failing_volutil_dump_is_noticed_although_codadump2tar_succeeds() {
     let env = Env::with_fake_ssh();
     env.first_backup();

@@ -91,6 +91,10 @@ pub fn run(config: &Config, request: &Request<'_>) -> anyhow::Result<ExitCode> {
         if marked {
             xattr::remove(&root, INCREMENTAL_OK_XATTR)
                 .with_context(|| xattr_advice("removing", &root))?;
+            // Durable before the tree changes: after a crash, the next dump is full again.
+            std::fs::File::open(&root)
+                .and_then(|dir| dir.sync_all())
+                .with_context(|| format!("flushing {} to disk", root.display()))?;
         }
     }
     let backup_id = remote.info(volume)?.backup_id;
@@ -159,9 +163,12 @@ fn dump_with_retries(
         let mut dump = remote.dump(backup_id, incremental)?;
         let result = match tar_apply::apply(dump.stream(), tree) {
             Ok(applied) => dump.finish().map(|()| applied).map_err(ApplyError::from),
-            Err(err) => Err(err),
+            Err(err) => {
+                // Kills and reaps ssh now, not after the pause before the next attempt.
+                drop(dump);
+                Err(err)
+            }
         };
-        // An unfinished dump is killed and reaped here, before any retry.
         match result {
             Ok(applied) => return Ok(applied),
             Err(ApplyError::Fatal(err)) => {

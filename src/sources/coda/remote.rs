@@ -233,15 +233,16 @@ impl Dump {
 }
 
 impl Drop for Dump {
+    /// Kills and reaps ssh. The stderr thread is left to finish on its own: a process that
+    /// ssh started locally (a ProxyCommand) may hold the pipe a while longer, and the next
+    /// attempt must not wait for it.
     fn drop(&mut self) {
         drop(self.stdout.take());
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if let Some(watcher) = self.watcher.take() {
-            let _ = watcher.join();
-        }
+        drop(self.watcher.take());
     }
 }
 

@@ -151,7 +151,8 @@ impl FakeCoda {
     ///
     /// `codadump2tar`: appends `codadump2tar <args> <- <what it read>` to the log, then writes
     /// `incremental.tar` when its input says `-i -1` and `full.tar` otherwise; a file
-    /// `c2t-exit` sets its exit status.
+    /// `c2t-sleep` makes it sleep that many seconds afterwards, and `c2t-exit` sets its exit
+    /// status.
     pub fn new(dir: &Path) -> FakeCoda {
         fs::create_dir_all(dir).unwrap();
         let d = dir.display();
@@ -171,6 +172,7 @@ impl FakeCoda {
         let c2t = format!(
             "#!/bin/sh\nD='{d}'\nin=$(cat)\necho \"codadump2tar $* <- $in\" >> \"$D/calls.log\"\n\
              case \"$in\" in\n*'-i -1'*) cat \"$D/incremental.tar\" ;;\n*) cat \"$D/full.tar\" ;;\nesac\n\
+             if [ -f \"$D/c2t-sleep\" ]; then sleep \"$(cat \"$D/c2t-sleep\")\"; fi\n\
              if [ -f \"$D/c2t-exit\" ]; then exit \"$(cat \"$D/c2t-exit\")\"; fi\nexit 0\n"
         );
         let fake = FakeCoda {
@@ -234,6 +236,11 @@ impl FakeCoda {
     /// Makes `codadump2tar` exit with `status` after writing its stream.
     pub fn codadump2tar_exit(&self, status: i32) {
         fs::write(self.dir.join("c2t-exit"), status.to_string()).unwrap();
+    }
+
+    /// Makes `codadump2tar` sleep `seconds` after writing its stream (a hung server).
+    pub fn codadump2tar_sleep(&self, seconds: u32) {
+        fs::write(self.dir.join("c2t-sleep"), seconds.to_string()).unwrap();
     }
 
     /// The recorded calls, one per line, and clears the log.
