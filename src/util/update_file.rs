@@ -3,6 +3,9 @@
 //! inode, same mtime, no copy-on-write in the snapshot volume), different content replaces it
 //! atomically through [`atomic_file`]'s temp + fsync + rename + fsync(dir).
 //!
+//! [`UpdateFile::flush`] lets a bulk writer that flushes the whole filesystem once at the end
+//! skip the per-file directory fsync ([`Flush`]).
+//!
 //! The replacement is a new inode with mode 0644: hard links break and xattrs are dropped, so
 //! callers re-apply their xattrs after a modifying commit. Dropping an [`UpdateFile`] without
 //! [`UpdateFile::commit`] aborts: the temporary file is removed and the target is left alone
@@ -16,6 +19,17 @@ use std::path::{Path, PathBuf};
 
 /// Comparison block size (the original's 256 KiB).
 const BLOCK: usize = 256 * 1024;
+
+/// How much a committed update is flushed to disk before it counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// The new file and its directory (the default): the rename survives a crash.
+    FileAndDir,
+    /// Only the new file, before the rename: after a crash the name holds the old or the new
+    /// content, but the rename itself may be lost. For bulk writers that flush the whole
+    /// filesystem (`syncfs`) before recording their work as done.
+    FileOnly,
+}
 
 /// A streaming "write only if different" update of one file. Write the new content through
 /// [`Write`], then [`commit`](UpdateFile::commit).
@@ -31,6 +45,8 @@ pub struct UpdateFile {
     scratch: Vec<u8>,
     /// An earlier write failed: the update can only be aborted.
     failed: bool,
+    /// What commit flushes.
+    flush: Flush,
 }
 
 impl UpdateFile {
@@ -45,7 +61,14 @@ impl UpdateFile {
             temp: None,
             scratch: Vec::new(),
             failed: false,
+            flush: Flush::FileAndDir,
         }
+    }
+
+    /// Sets what [`UpdateFile::commit`] flushes (default [`Flush::FileAndDir`]).
+    pub fn flush(mut self, flush: Flush) -> UpdateFile {
+        self.flush = flush;
+        self
     }
 
     /// The file being updated.
@@ -102,7 +125,9 @@ impl UpdateFile {
         file.set_permissions(Permissions::from_mode(0o644))?;
         fs::rename(temp, &self.path)?;
         self.temp = None;
-        atomic_file::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
+        if self.flush == Flush::FileAndDir {
+            atomic_file::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
+        }
         Ok(true)
     }
 }
@@ -254,6 +279,25 @@ mod tests {
         }
         assert!(update.commit().unwrap());
         assert_eq!(fs::read(&path).unwrap(), changed);
+    }
+
+    #[test]
+    fn every_flush_level_replaces_and_compares_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, flush) in [Flush::FileAndDir, Flush::FileOnly].into_iter().enumerate() {
+            let path = dir.path().join(format!("f{i}"));
+            let write = |data: &[u8]| {
+                let mut update = UpdateFile::new(&path).flush(flush);
+                update.write_all(data).unwrap();
+                update.commit().unwrap()
+            };
+            assert!(write(b"one"), "{flush:?}");
+            assert!(!write(b"one"), "{flush:?}");
+            assert!(write(b"two"), "{flush:?}");
+            assert_eq!(fs::read(&path).unwrap(), b"two");
+            assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
+        }
+        assert_eq!(entries(dir.path()), 2, "no temporary file left");
     }
 
     #[test]

@@ -111,7 +111,8 @@ impl Env {
         fs::write(self.path("deltaic.conf"), text).unwrap();
     }
 
-    fn deltaic<I, S>(&self, args: I) -> Run
+    /// `deltaic -c CONFIG ARGS`, not started.
+    fn command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -120,8 +121,8 @@ impl Env {
             Some(sshd) => sshd.ssh_program(),
             None => self.fake.fake_ssh(),
         };
-        let out = Command::new(env!("CARGO_BIN_EXE_deltaic"))
-            .arg("-c")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deltaic"));
+        cmd.arg("-c")
             .arg(self.path("deltaic.conf"))
             .args(args)
             .env("DELTAIC_ALLOW_ROOT", "1")
@@ -129,10 +130,18 @@ impl Env {
             .env("DELTAIC_CODA_RETRY_DELAY_MS", "0")
             .env_remove("DELTAIC_LOG")
             .env_remove("DELTAIC_RUN_PID")
-            .env_remove("DELTAIC_UNIT_REPORT")
-            .output()
-            .unwrap();
-        Run { out }
+            .env_remove("DELTAIC_UNIT_REPORT");
+        cmd
+    }
+
+    fn deltaic<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Run {
+            out: self.command(args).output().unwrap(),
+        }
     }
 
     /// `deltaic coda backup [extra] HOST1 VOLUME`.
@@ -367,6 +376,49 @@ fn an_incremental_adds_and_updates_but_deletes_nothing() {
         "{}",
         run.stdout()
     );
+    let calls = env.fake.take_calls();
+    assert_eq!(calls[1], format!("volutil dump {BACKUP_ID}"), "{calls:?}");
+}
+
+#[test]
+fn a_failed_incremental_keeps_incrementals_and_a_killed_one_forces_a_full_dump() {
+    let env = Env::with_fake_ssh();
+    env.first_backup();
+    let vol = env.vol();
+    env.fake.set_incremental(&volume_incremental().unfinished());
+    env.backup(&["-i", "-R"]).failure();
+    assert_eq!(incremental_ok(&vol).as_deref(), Some(&b"true"[..]));
+    env.fake.take_calls();
+
+    // Killed while the dump is still running (after the whole stream arrived: the files are
+    // written, the remote side has not ended yet): the marker is gone, the next dump is full.
+    fs::remove_file(vol.join("docs/new.txt")).unwrap();
+    env.fake.set_incremental(&volume_incremental().finish());
+    env.fake.codadump2tar_sleep(30);
+    let mut child = env
+        .command(["coda", "backup", "-i", "-R", HOST1, VOLUME])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fs::read(vol.join("docs/new.txt")).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dump never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        incremental_ok(&vol),
+        None,
+        "a cut-off dump leaves no marker"
+    );
+    fs::remove_file(env.path("server/c2t-sleep")).unwrap();
+    env.fake.take_calls();
+    env.backup(&["-i", "-R"]).success();
     let calls = env.fake.take_calls();
     assert_eq!(calls[1], format!("volutil dump {BACKUP_ID}"), "{calls:?}");
 }

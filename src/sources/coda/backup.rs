@@ -4,13 +4,16 @@
 //! 2. Refresh, unless `-R`: `volutil info`, `lock`, `backup` (which unlocks). If `backup` fails
 //!    after `lock` succeeded, `volutil unlock` runs before the error is returned (BUG-C9).
 //! 3. In `ROOT/coda/<server short name>/<volume>/`: a missing `user.coda.incremental-ok` xattr
-//!    forces a full dump; a full dump removes it first, so a failed full dump is retried as a
-//!    full dump next time.
+//!    forces a full dump. The xattr is removed (durably) before any dump changes the tree, so
+//!    a failed full dump, or any dump cut off by a crash, is followed by a full dump, which
+//!    compares every file with the volume. A cleanly failed incremental dump puts it back: its
+//!    files were each written whole, and the next incremental sends the same changes again.
 //! 4. `volutil info` again for the fresh backup id, then the dump, applied as it streams
 //!    ([`tar_apply`]). A damaged stream or a failed pipeline is retried, up to
 //!    [`DUMP_ATTEMPTS`] attempts with a growing pause (BUG-C13); other errors are not.
 //! 5. After a complete full dump only: remove what it did not contain ([`cleanup`]). Then the
-//!    directory mtimes (BUG-C11), `syncfs`, `volutil ancient <backup id>`, and
+//!    directory mtimes (BUG-C11), `syncfs` (the dump's renames and directories reach the disk
+//!    before anything records the dump as done), `volutil ancient <backup id>`, and
 //!    `user.coda.incremental-ok = "true"`.
 
 use super::cleanup;
@@ -81,40 +84,29 @@ pub fn run(config: &Config, request: &Request<'_>) -> anyhow::Result<ExitCode> {
         .with_context(|| xattr_advice("reading", &root))?
         .is_some();
     let full = !request.incremental || !marked;
-    if full {
-        if request.incremental {
-            println!(
-                "No record of a completed dump in {}: doing a full dump",
-                root.display()
-            );
-        }
-        if marked {
-            xattr::remove(&root, INCREMENTAL_OK_XATTR)
-                .with_context(|| xattr_advice("removing", &root))?;
-            // Durable before the tree changes: after a crash, the next dump is full again.
-            std::fs::File::open(&root)
-                .and_then(|dir| dir.sync_all())
-                .with_context(|| format!("flushing {} to disk", root.display()))?;
+    if full && request.incremental {
+        println!(
+            "No record of a completed dump in {}: doing a full dump",
+            root.display()
+        );
+    }
+    if marked {
+        // Durable before the tree changes: after a crash, the next dump is a full one.
+        xattr::remove(&root, INCREMENTAL_OK_XATTR)
+            .with_context(|| xattr_advice("removing", &root))?;
+        std::fs::File::open(&root)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("flushing {} to disk", root.display()))?;
+    }
+    let what = format!("{volume} on {host}");
+    let result = dump_and_record(&remote, volume, full, &mut tree, &what);
+    if result.is_err() && !full {
+        match xattr::set(&root, INCREMENTAL_OK_XATTR, b"true") {
+            Ok(()) => println!("The next backup of {what} may be incremental again"),
+            Err(e) => tracing::warn!("{}: {e}", xattr_advice("restoring", &root)),
         }
     }
-    let backup_id = remote.info(volume)?.backup_id;
-    let applied = dump_with_retries(
-        &remote,
-        &backup_id,
-        !full,
-        &mut tree,
-        &format!("{volume} on {host}"),
-    )?;
-    let removed = if full {
-        cleanup::collect_garbage(&tree, &applied.valid)?
-    } else {
-        0
-    };
-    cleanup::restore_dir_mtimes(&mut tree, &applied.dir_mtimes)?;
-    sync_filesystem(&root)?;
-    remote.ancient(&backup_id)?;
-    xattr::set(&root, INCREMENTAL_OK_XATTR, b"true")
-        .with_context(|| xattr_advice("setting", &root))?;
+    let (applied, removed) = result?;
     println!(
         "{} dump of {volume} on {host}: {} entries, {} files written ({} bytes), {removed} removed",
         if full { "Full" } else { "Incremental" },
@@ -129,6 +121,32 @@ pub fn run(config: &Config, request: &Request<'_>) -> anyhow::Result<ExitCode> {
     }
     .write_if_requested()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `volutil info` for the backup id, the dump, the GC of a full dump, the directory mtimes,
+/// `syncfs`, `volutil ancient`, the marker; returns what was applied and how many paths the GC
+/// removed.
+fn dump_and_record(
+    remote: &Remote,
+    volume: &str,
+    full: bool,
+    tree: &mut Tree,
+    what: &str,
+) -> anyhow::Result<(Applied, u64)> {
+    let backup_id = remote.info(volume)?.backup_id;
+    let applied = dump_with_retries(remote, &backup_id, !full, tree, what)?;
+    let removed = if full {
+        cleanup::collect_garbage(tree, &applied.valid)?
+    } else {
+        0
+    };
+    cleanup::restore_dir_mtimes(tree, &applied.dir_mtimes)?;
+    let root = tree.root().to_path_buf();
+    sync_filesystem(&root)?;
+    remote.ancient(&backup_id)?;
+    xattr::set(&root, INCREMENTAL_OK_XATTR, b"true")
+        .with_context(|| xattr_advice("setting", &root))?;
+    Ok((applied, removed))
 }
 
 /// `volutil info`, `lock`, `backup`; `unlock` when `backup` fails after a successful `lock`.

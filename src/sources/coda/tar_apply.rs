@@ -4,7 +4,8 @@
 //!
 //! Per entry: the name is made safe ([`paths`]); an existing path of another type is removed;
 //! then a directory is created if missing, a file is rewritten through [`UpdateFile`] only if
-//! its content differs (temp + fsync + rename), a symlink is re-created only if its target
+//! its content differs (temp + fsync + rename; the directory is flushed once for the whole
+//! dump, by the caller's `syncfs`), a symlink is re-created only if its target
 //! differs (an empty target, an unresolved link in this replica, is skipped), and a hard link is
 //! re-made only if it points elsewhere. Files and directories get `user.rsync.%stat` (mode, uid,
 //! gid, for `rsync --fake-super` on restore); files and symlinks get their mtime, without
@@ -22,7 +23,7 @@
 use super::paths::{self, Tree};
 use super::tar_stream::{self, Damaged};
 use crate::util::file_time;
-use crate::util::update_file::UpdateFile;
+use crate::util::update_file::{Flush, UpdateFile};
 use anyhow::{Context, anyhow, bail};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -214,7 +215,9 @@ impl State<'_> {
                     .as_ref()
                     .filter(|m| m.nlink() > 1)
                     .map(|m| (m.dev(), m.ino()));
-                let mut update = UpdateFile::new(&abs);
+                // fsync before the rename; the renames are flushed by one syncfs before the
+                // dump counts as done (see `super::backup`).
+                let mut update = UpdateFile::new(&abs).flush(Flush::FileOnly);
                 let written = tar_stream::read_data(entry, &name, |piece| {
                     update
                         .write_all(piece)
