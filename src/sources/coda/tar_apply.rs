@@ -4,8 +4,8 @@
 //!
 //! Per entry: the name is made safe ([`paths`]); an existing path of another type is removed;
 //! then a directory is created if missing, a file is rewritten through [`UpdateFile`] only if
-//! its content differs (temp + fsync + rename; the directory is flushed once for the whole
-//! dump, by the caller's `syncfs`), a symlink is re-created only if its target
+//! its content differs (temp + fsync + rename for a replaced file; new files and directories
+//! are flushed once for the whole dump by the caller's `syncfs`), a symlink is re-created only if its target
 //! differs (an empty target, an unresolved link in this replica, is skipped), and a hard link is
 //! re-made only if it points elsewhere. Files and directories get `user.rsync.%stat` (mode, uid,
 //! gid, for `rsync --fake-super` on restore); files and symlinks get their mtime, without
@@ -215,9 +215,11 @@ impl State<'_> {
                     .as_ref()
                     .filter(|m| m.nlink() > 1)
                     .map(|m| (m.dev(), m.ino()));
-                // fsync before the rename; the renames are flushed by one syncfs before the
-                // dump counts as done (see `super::backup`).
-                let mut update = UpdateFile::new(&abs).flush(Flush::FileOnly);
+                // A replaced file is flushed before the rename (its old content is never
+                // lost); new files and all renames are flushed by one syncfs before the dump
+                // counts as done, and a crash before that makes the next dump a full one,
+                // which compares every file (see `super::backup`).
+                let mut update = UpdateFile::new(&abs).flush(Flush::Replacements);
                 let written = tar_stream::read_data(entry, &name, |piece| {
                     update
                         .write_all(piece)
