@@ -78,7 +78,7 @@ pub enum Command {
     /// The github source: back up organisations' repositories, wikis, issues and releases
     #[command(subcommand)]
     Github(crate::sources::github::command::GithubCommand),
-    /// The coda source (not implemented in this version: configured volumes fail clearly)
+    /// The coda source: Coda volume replicas dumped over ssh
     #[command(subcommand)]
     Coda(crate::sources::coda::command::CodaCommand),
 }

@@ -3,6 +3,9 @@
 //! inode, same mtime, no copy-on-write in the snapshot volume), different content replaces it
 //! atomically through [`atomic_file`]'s temp + fsync + rename + fsync(dir).
 //!
+//! [`UpdateFile::flush`] lets a bulk writer that flushes the whole filesystem once at the end
+//! skip the per-file directory fsync, and the fsync of files it creates ([`Flush`]).
+//!
 //! The replacement is a new inode with mode 0644: hard links break and xattrs are dropped, so
 //! callers re-apply their xattrs after a modifying commit. Dropping an [`UpdateFile`] without
 //! [`UpdateFile::commit`] aborts: the temporary file is removed and the target is left alone
@@ -16,6 +19,20 @@ use std::path::{Path, PathBuf};
 
 /// Comparison block size (the original's 256 KiB).
 const BLOCK: usize = 256 * 1024;
+
+/// How much a committed update is flushed to disk before it counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// The new file and its directory (the default): the rename survives a crash.
+    FileAndDir,
+    /// The new file before the rename when it replaces an existing file, nothing when it
+    /// creates one, and never the directory: old content is never lost to a crash, but a file
+    /// created (or a rename done) just before a crash may be missing, empty or short. For bulk
+    /// writers that flush the whole filesystem (`syncfs`) before recording their work as done,
+    /// and that detect an interrupted run and then compare every file with its source (the
+    /// coda source's marker).
+    Replacements,
+}
 
 /// A streaming "write only if different" update of one file. Write the new content through
 /// [`Write`], then [`commit`](UpdateFile::commit).
@@ -31,21 +48,34 @@ pub struct UpdateFile {
     scratch: Vec<u8>,
     /// An earlier write failed: the update can only be aborted.
     failed: bool,
+    /// What commit flushes.
+    flush: Flush,
+    /// Whether a file existed when the update started.
+    replacing: bool,
 }
 
 impl UpdateFile {
     /// Starts an update of `path`. An old file that cannot be opened counts as absent.
     pub fn new(path: &Path) -> UpdateFile {
+        let old = open_noatime(path)
+            .ok()
+            .filter(|f| f.metadata().map(|m| m.is_file()).unwrap_or(false));
         UpdateFile {
             path: path.to_path_buf(),
-            old: File::open(path)
-                .ok()
-                .filter(|f| f.metadata().map(|m| m.is_file()).unwrap_or(false)),
+            replacing: old.is_some(),
+            old,
             common: 0,
             temp: None,
             scratch: Vec::new(),
             failed: false,
+            flush: Flush::FileAndDir,
         }
+    }
+
+    /// Sets what [`UpdateFile::commit`] flushes (default [`Flush::FileAndDir`]).
+    pub fn flush(mut self, flush: Flush) -> UpdateFile {
+        self.flush = flush;
+        self
     }
 
     /// The file being updated.
@@ -68,7 +98,7 @@ impl UpdateFile {
             self.temp = Some((temp, file));
             self.old = None;
             if self.common > 0 {
-                let mut old = File::open(&self.path)?;
+                let mut old = open_noatime(&self.path)?;
                 let out = &mut self.temp.as_mut().expect("just stored").1;
                 let copied = io::copy(&mut (&mut old).take(self.common), out)?;
                 if copied != self.common {
@@ -97,12 +127,16 @@ impl UpdateFile {
             self.diverge()?;
         }
         let (temp, file) = self.temp.as_ref().expect("diverged");
-        file.sync_all()?;
+        if self.flush != Flush::Replacements || self.replacing {
+            file.sync_all()?;
+        }
         // mode() at creation is subject to the umask; the contract is 0644.
         file.set_permissions(Permissions::from_mode(0o644))?;
         fs::rename(temp, &self.path)?;
         self.temp = None;
-        atomic_file::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
+        if self.flush == Flush::FileAndDir {
+            atomic_file::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
+        }
         Ok(true)
     }
 }
@@ -155,6 +189,24 @@ impl Drop for UpdateFile {
             let _ = fs::remove_file(temp);
         }
     }
+}
+
+/// Opens `path` for reading without updating its access time where allowed (the owner, or
+/// root): comparing a file must not turn into a metadata write, which would cost copy-on-write
+/// space in the snapshot volume for every unchanged file. Falls back to a plain open.
+fn open_noatime(path: &Path) -> io::Result<File> {
+    let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(noatime)
+        .open(path)
+        .or_else(|e| {
+            if e.kind() == io::ErrorKind::PermissionDenied {
+                File::open(path)
+            } else {
+                Err(e)
+            }
+        })
 }
 
 /// Reads until `buf` is full or end of file; returns the bytes read.
@@ -254,6 +306,28 @@ mod tests {
         }
         assert!(update.commit().unwrap());
         assert_eq!(fs::read(&path).unwrap(), changed);
+    }
+
+    #[test]
+    fn every_flush_level_replaces_and_compares_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, flush) in [Flush::FileAndDir, Flush::Replacements]
+            .into_iter()
+            .enumerate()
+        {
+            let path = dir.path().join(format!("f{i}"));
+            let write = |data: &[u8]| {
+                let mut update = UpdateFile::new(&path).flush(flush);
+                update.write_all(data).unwrap();
+                update.commit().unwrap()
+            };
+            assert!(write(b"one"), "{flush:?}");
+            assert!(!write(b"one"), "{flush:?}");
+            assert!(write(b"two"), "{flush:?}");
+            assert_eq!(fs::read(&path).unwrap(), b"two");
+            assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
+        }
+        assert_eq!(entries(dir.path()), 2, "no temporary file left");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! running the real `deltaic` binary. Shared fixtures live in `harness/`.
 
 mod ceph;
+mod coda;
 mod e2e;
 mod fake_github;
 mod fake_github_serve;

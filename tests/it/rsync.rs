@@ -520,7 +520,10 @@ fn coda_restore_uses_its_own_flags_and_keeps_owners() {
         .success();
     let line = run.stdout().lines().next().unwrap().to_string();
     assert!(
-        line.starts_with("rsync -rlptoHi --fake-super -M--super --numeric-ids --rsh="),
+        line.starts_with(
+            "rsync -rlptoHi --fake-super -M--super --numeric-ids --exclude=/..CodaACLs.yaml \
+             --rsh="
+        ),
         "{line}"
     );
     assert!(

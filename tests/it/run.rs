@@ -697,36 +697,6 @@ fn complete_means_every_configured_unit_last_succeeded_also_for_only_runs_and_sn
 }
 
 #[test]
-fn a_configured_coda_volume_fails_its_unit_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let config = dir.path().join("deltaic.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "settings:\n  root: {}\n  snapshot-backend: dir\ncoda:\n  - servers: [coda1.example.org]\n    volumes: [a:foo]\n",
-            root.display()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deltaic"))
-        .arg("-c")
-        .arg(&config)
-        .args(["run", "--no-snapshot"])
-        .env("DELTAIC_ALLOW_ROOT", "1")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Failed:  coda/coda1/a:foo"), "{stderr}");
-    assert!(
-        stderr.contains("the coda source is not implemented"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn config_check_reports_a_source_it_cannot_plan_without_failing_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("deltaic.conf");

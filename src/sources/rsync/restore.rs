@@ -7,8 +7,13 @@
 //!
 //! ```text
 //! <rsync> -aHi --acls --xattrs --fake-super -M--super --numeric-ids --rsh=<ssh> SOURCE DEST [ARGS...]
-//! <rsync> -rlptoHi --fake-super -M--super --numeric-ids --rsh=<ssh> SOURCE DEST [ARGS...]   (--coda)
+//! <rsync> -rlptoHi --fake-super -M--super --numeric-ids --exclude=/..CodaACLs.yaml --rsh=<ssh>
+//!         SOURCE DEST [ARGS...]                                                  (--coda)
 //! ```
+//!
+//! With `--coda`, `--exclude=/..CodaACLs.yaml` follows the flags: the Coda ACLs that newer
+//! codadump2tar stores as a file at the volume root stay in the backup, for reference, and are
+//! never copied into the Coda tree as an ordinary file (BUG-C14).
 //!
 //! `SOURCE` loses its trailing slashes and gets exactly one if it is a directory ("its
 //! contents"); `DEST` is `USER@HOST:DESTDIR/`. Changes from the original: `--rsh` carries the
@@ -63,7 +68,13 @@ pub fn run(config: &Config, request: &RestoreRequest<'_>) -> anyhow::Result<Exit
 /// The rsync command line (program first); see the module doc.
 pub fn restore_argv(rsync: &str, request: &RestoreRequest<'_>, ssh: Option<&Ssh>) -> Vec<OsString> {
     let flags: &[&str] = if request.coda {
-        &["-rlptoHi", "--fake-super", "-M--super", "--numeric-ids"]
+        &[
+            "-rlptoHi",
+            "--fake-super",
+            "-M--super",
+            "--numeric-ids",
+            "--exclude=/..CodaACLs.yaml",
+        ]
     } else {
         &[
             "-aHi",
@@ -163,6 +174,7 @@ mod tests {
                 "--fake-super",
                 "-M--super",
                 "--numeric-ids",
+                "--exclude=/..CodaACLs.yaml",
                 &rsh,
                 &src,
                 "bob@octopus.example.org:/tmp/etc/",

@@ -5,6 +5,7 @@
 
 pub mod btrfs;
 pub mod ceph;
+pub mod coda;
 pub mod deltaic;
 pub mod fake_github;
 pub mod fake_lvm;
