@@ -15,6 +15,7 @@
 use super::manifest::UnitStatus;
 use super::summary::rfc3339;
 use super::unit_status::{self, LastOutcome};
+use crate::config::{Config, SnapshotBackendKind};
 use crate::sources::UnitRoot;
 use crate::util::lock::{self, UnitLocks};
 use anyhow::Context;
@@ -33,11 +34,25 @@ pub fn lock_name(unit: &UnitRoot) -> String {
     unit.as_str().replace('/', "-")
 }
 
-/// Takes `unit`'s locks ([`lock::unit_locks`]) and, when it was started by hand, records it as
-/// failed until [`finish`] says otherwise. Call before the unit writes anything.
+/// Checks that the backup filesystem is there, takes `unit`'s locks ([`lock::unit_locks`]) and,
+/// when it was started by hand, records it as failed until [`finish`] says otherwise. Every unit
+/// command calls it before it writes anything.
 ///
-/// Errors: a lock is held ([`lock::LockConflict`]); the outcome cannot be recorded.
-pub fn start(root: &Path, unit: &UnitRoot) -> anyhow::Result<UnitLocks> {
+/// Errors: with the lvm and btrfs backends, ROOT is not its own filesystem or subvolume (a
+/// backup into an unmounted root would fill the system disk and never be snapshotted); a lock
+/// is held ([`lock::LockConflict`]); the outcome cannot be recorded.
+pub fn start(config: &Config, unit: &UnitRoot) -> anyhow::Result<UnitLocks> {
+    match config.settings.snapshot_backend {
+        SnapshotBackendKind::Lvm | SnapshotBackendKind::Btrfs => {
+            lock::require_mounted(config.root())?
+        }
+        SnapshotBackendKind::Dir => {}
+    }
+    start_at(config.root(), unit)
+}
+
+/// [`start`] without the filesystem check.
+fn start_at(root: &Path, unit: &UnitRoot) -> anyhow::Result<UnitLocks> {
     let locks = lock::unit_locks(root, &lock_name(unit))?;
     if !lock::started_by_run() {
         record(root, unit, UnitStatus::Failed)?;
@@ -90,7 +105,7 @@ mod tests {
         record(dir.path(), &other, UnitStatus::Ok).unwrap();
 
         let this = unit("rsync/octopus");
-        let locks = start(dir.path(), &this).unwrap();
+        let locks = start_at(dir.path(), &this).unwrap();
         let statuses = unit_status::load(dir.path());
         assert_eq!(statuses[&this].status, UnitStatus::Failed);
         assert_eq!(statuses[&other].status, UnitStatus::Ok);

@@ -20,10 +20,10 @@ use super::cleanup;
 use super::paths::Tree;
 use super::remote::Remote;
 use super::tar_apply::{self, Applied, ApplyError};
-use crate::config::{Config, SnapshotBackendKind};
+use crate::config::Config;
 use crate::run::manifest::UnitReport;
+use crate::run::unit_session;
 use crate::sources::rsync::ssh::Ssh;
-use crate::util::lock;
 use anyhow::Context;
 use std::io;
 use std::path::Path;
@@ -60,13 +60,7 @@ pub struct Request<'a> {
 pub fn run(config: &Config, request: &Request<'_>) -> anyhow::Result<ExitCode> {
     let (host, volume) = (request.host, request.volume);
     let unit = super::unit_root(host, volume).map_err(anyhow::Error::msg)?;
-    if matches!(
-        config.settings.snapshot_backend,
-        SnapshotBackendKind::Lvm | SnapshotBackendKind::Btrfs
-    ) {
-        lock::require_mounted(config.root())?;
-    }
-    let _locks = lock::unit_locks(config.root(), &unit.as_str().replace('/', "-"))?;
+    let _locks = unit_session::start(config, &unit)?;
     let settings = &config.settings;
     let remote = Remote::new(
         Ssh::from_settings(settings)?,

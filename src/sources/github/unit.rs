@@ -30,7 +30,7 @@ pub fn backup_repository<A: Api>(
 ) -> anyhow::Result<Summary> {
     check_names(org, Some(repo))?;
     let root = config.root();
-    let _locks = unit_session::start(root, &unit_root(&[org, repo])?)?;
+    let _locks = unit_session::start(config, &unit_root(&[org, repo])?)?;
     let token: Option<Secret> = config.settings.github_token()?;
     let mut unit = RepoBackup::new(api, root, org, repo, Options::now(scrub))?;
     let info = runtime.block_on(unit.info())?;
@@ -73,7 +73,7 @@ pub fn backup_organisation<A: Api>(
 ) -> anyhow::Result<Summary> {
     check_names(org, None)?;
     let root = config.root();
-    let _locks = unit_session::start(root, &unit_root(&[org, super::ORG_UNIT])?)?;
+    let _locks = unit_session::start(config, &unit_root(&[org, super::ORG_UNIT])?)?;
     let result = runtime.block_on(backup::backup_org(api, root, org, Options::now(scrub)));
     if let Ok(summary) = &result {
         report(summary, scrub);

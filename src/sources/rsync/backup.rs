@@ -36,11 +36,11 @@ use super::in_progress::InProgress;
 use super::inplace::{self, Guard};
 use super::ssh::Ssh;
 use super::transfer::{self, Output, Transfer};
-use crate::config::{Config, Settings, SnapshotBackendKind};
+use crate::config::{Config, Settings};
 use crate::run::manifest::UnitReport;
 use crate::run::unit_session;
 use crate::sources::UnitRoot;
-use crate::util::{lock, process};
+use crate::util::process;
 use anyhow::{Context, bail};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -54,9 +54,8 @@ const MAX_LOGGED_MISMATCHES: usize = 100;
 pub fn run(config: &Config, host: &str, scrub: bool) -> anyhow::Result<ExitCode> {
     let info = find_host(config, host)?;
     let alias = info.alias(host);
-    require_backup_filesystem(config)?;
     let unit = UnitRoot::from_components(&["rsync", alias]).map_err(anyhow::Error::msg)?;
-    let _locks = unit_session::start(config.root(), &unit)?;
+    let _locks = unit_session::start(config, &unit)?;
     let ssh = if info.local {
         None
     } else {
@@ -123,17 +122,6 @@ fn find_host<'a>(config: &'a Config, host: &str) -> anyhow::Result<&'a RsyncHost
         "host `{host}` is not configured under `rsync:` in {} (configured hosts: {listed}){hint}",
         config.path.display()
     )
-}
-
-/// With the lvm and btrfs backends the root must be its own filesystem (or subvolume): a
-/// backup into an unmounted root would fill the system disk and never be snapshotted.
-fn require_backup_filesystem(config: &Config) -> anyhow::Result<()> {
-    match config.settings.snapshot_backend {
-        SnapshotBackendKind::Lvm | SnapshotBackendKind::Btrfs => {
-            lock::require_mounted(config.root())
-        }
-        SnapshotBackendKind::Dir => Ok(()),
-    }
 }
 
 /// Whether the in-progress marker says the previous backup was cut off; if so (or if that
