@@ -46,8 +46,11 @@ pub struct Stats {
     pub bytes_written: u64,
     /// Bytes zeroed (punched) because they held non-zero data.
     pub bytes_zeroed: u64,
-    /// Separate ranges that differed (written or zeroed), the scrub's mismatch count.
+    /// Separate ranges that differed (written or zeroed; adjacent ones count once), the
+    /// scrub's mismatch count.
     pub ranges_changed: u64,
+    /// End of the last changed range, to count adjacent ones once.
+    last_changed_end: Option<u64>,
     /// Whether the size changed.
     pub resized: bool,
     /// The size at the end.
@@ -59,6 +62,14 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Records a changed range `[at, at + len)`.
+    fn count_change(&mut self, at: u64, len: u64) {
+        if self.last_changed_end != Some(at) {
+            self.ranges_changed += 1;
+        }
+        self.last_changed_end = Some(at + len);
+    }
+
     /// Whether anything in the file changed.
     pub fn changed(&self) -> bool {
         self.ranges_changed > 0 || self.resized
@@ -264,7 +275,7 @@ impl ImageFile {
             .write_all_at(data, at)
             .map_err(|e| self.err("writing", e))?;
         stats.bytes_written += data.len() as u64;
-        stats.ranges_changed += 1;
+        stats.count_change(at, data.len() as u64);
         Ok(())
     }
 
@@ -316,7 +327,7 @@ impl ImageFile {
         )
         .map_err(|e| self.err("punching a hole (fallocate) in", e.into()))?;
         stats.bytes_zeroed += len;
-        stats.ranges_changed += 1;
+        stats.count_change(at, len);
         Ok(())
     }
 }

@@ -356,13 +356,9 @@ pub fn remove_snapshot(
     {
         return Ok(());
     }
-    let owners: Vec<String> = rbd
-        .list_pool(pool)
-        .with_context(|| format!("looking for the image holding snapshot {snap} in pool {pool}"))?
-        .into_iter()
-        .filter(|e| e.snapshot.as_deref() == Some(snap))
-        .map(|e| e.image)
-        .collect();
+    let owners = rbd
+        .images_with_snapshot(pool, snap)
+        .with_context(|| format!("looking for the image holding snapshot {snap} in pool {pool}"))?;
     for owner in owners {
         rbd.snap_remove(pool, &owner, snap)?;
     }
@@ -442,13 +438,7 @@ pub fn backup_snapshot(
 
 /// The one image of `pool` that has a snapshot named `snap`.
 fn find_image(rbd: &Rbd, pool: &str, snap: &str) -> anyhow::Result<String> {
-    let mut owners: Vec<String> = rbd
-        .list_pool(pool)?
-        .into_iter()
-        .filter(|e| e.snapshot.as_deref() == Some(snap))
-        .map(|e| e.image)
-        .collect();
-    owners.dedup();
+    let mut owners = rbd.images_with_snapshot(pool, snap)?;
     match owners.len() {
         0 => bail!("no RBD image in pool {pool} has a snapshot named {snap}"),
         1 => Ok(owners.remove(0)),

@@ -94,6 +94,7 @@ pub fn execute(config: &Config, cmd: RbdCommand) -> anyhow::Result<ExitCode> {
                 Kind::Image
             };
             let rbd_name = lookup(config, &pool, kind, &name)?;
+            crate::sources::rsync::require_backup_filesystem(config)?;
             let _locks = lock::unit_locks(root, &format!("rbd-{pool}-{}-{name}", kind.dir()))?;
             let path = unit_path(root, &pool, kind, &name);
             let result = match kind {

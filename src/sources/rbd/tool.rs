@@ -127,6 +127,38 @@ impl Rbd {
         self.json(&["ls", "-l", "-p", pool, "--format=json"])
     }
 
+    /// The image names of `pool` (`rbd ls -p POOL --format=json`: opens no image).
+    pub fn list_images(&self, pool: &str) -> anyhow::Result<Vec<String>> {
+        self.json(&["ls", "-p", pool, "--format=json"])
+    }
+
+    /// The images of `pool` that have a snapshot named `snap`. One `rbd ls -l` first; when that
+    /// fails (it opens every image, and one image that cannot be opened, e.g. being deleted,
+    /// fails it all), `rbd snap ls` per image, skipping images that vanish meanwhile.
+    pub fn images_with_snapshot(&self, pool: &str, snap: &str) -> anyhow::Result<Vec<String>> {
+        let mut owners: Vec<String> = match self.list_pool(pool) {
+            Ok(entries) => entries
+                .into_iter()
+                .filter(|e| e.snapshot.as_deref() == Some(snap))
+                .map(|e| e.image)
+                .collect(),
+            Err(err) => {
+                tracing::debug!("{err:#}; listing snapshots image by image");
+                let mut owners = Vec::new();
+                for image in self.list_images(pool)? {
+                    match self.snapshots(pool, &image) {
+                        Ok(snaps) if snaps.iter().any(|s| s.name == snap) => owners.push(image),
+                        Ok(_) => {}
+                        Err(err) => tracing::debug!("{err:#}; skipped"),
+                    }
+                }
+                owners
+            }
+        };
+        owners.dedup();
+        Ok(owners)
+    }
+
     /// The snapshots of `pool/image` (`rbd snap ls IMAGE -p POOL --format=json`).
     pub fn snapshots(&self, pool: &str, image: &str) -> anyhow::Result<Vec<SnapInfo>> {
         self.json(&["snap", "ls", image, "-p", pool, "--format=json"])

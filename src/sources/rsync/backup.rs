@@ -124,7 +124,7 @@ fn find_host<'a>(config: &'a Config, host: &str) -> anyhow::Result<&'a RsyncHost
 
 /// With the lvm and btrfs backends the root must be its own filesystem (or subvolume): a
 /// backup into an unmounted root would fill the system disk and never be snapshotted.
-fn require_backup_filesystem(config: &Config) -> anyhow::Result<()> {
+pub(crate) fn require_backup_filesystem(config: &Config) -> anyhow::Result<()> {
     match config.settings.snapshot_backend {
         SnapshotBackendKind::Lvm | SnapshotBackendKind::Btrfs => {
             lock::require_mounted(config.root())

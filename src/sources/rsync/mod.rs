@@ -21,6 +21,7 @@ mod restore;
 pub mod ssh;
 pub mod transfer;
 
+pub(crate) use backup::require_backup_filesystem;
 pub use config::RsyncHost;
 pub(crate) use config::validate_hosts;
 
