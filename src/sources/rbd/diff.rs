@@ -236,7 +236,7 @@ impl<R: Read> DiffReader<R> {
     }
 
     fn skip_data(&mut self) -> Result<(), DiffError> {
-        let mut scratch = [0u8; 8192];
+        let mut scratch = [0u8; 65536];
         while self.data_left > 0 {
             self.read_data(&mut scratch)?;
         }
