@@ -644,4 +644,94 @@ fn a_lost_base_snapshot_or_a_new_image_in_the_config_means_a_full_fetch() {
         "{}",
         ls.stdout
     );
+
+    // A backup-* snapshot the file does not record is reported, and left alone.
+    let foreign = format!("{POOL}/{second}@backup-foreign");
+    env.ceph.run("rbd", &["snap", "create", &foreign]);
+    let ran = backup(&env, &["rbd", "vm"]);
+    assert!(
+        ran.stderr.contains("does not record: backup-foreign"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        env.snapshots(&second)
+            .contains(&"backup-foreign".to_string())
+    );
+    env.ceph
+        .run("rbd", &["snap", "rm", "--no-progress", &foreign]);
+
+    // An image deleted (after purging its snapshots) before `drop`: drop still clears the file.
+    let spec = format!("{POOL}/{second}");
+    env.ceph
+        .run("rbd", &["snap", "purge", "--no-progress", &spec]);
+    env.ceph.run("rbd", &["rm", "--no-progress", &spec]);
+    env.deltaic().expect(["rbd", "drop", POOL, "vm"], 0);
+    assert_eq!(xattr(&path, "user.rbd.snapshot"), None);
+}
+
+#[test]
+fn images_of_two_pools_back_up_into_their_own_directories() {
+    let Some(mut env) = RbdEnv::new() else { return };
+    let pool = unique_name("pool");
+    env.ceph
+        .run("ceph", &["osd", "pool", "create", &pool, "8", "8"]);
+    let _remove_pool = RemovePool(env.ceph.clone(), pool.clone());
+    env.ceph.run("rbd", &["pool", "init", &pool]);
+    let image = env.create_image("twopools", 2 * MIB);
+    env.drive(&image, &[json!(["write", 0, 70000, 5])]);
+    let other = format!("{pool}/{image}");
+    env.ceph.run("rbd", &["create", "--size", "1M", &other]);
+    env.ceph
+        .run("rbd", &["snap", "create", &format!("{other}@s")]);
+    let config = env.dir.path().join("deltaic.conf");
+    let text = format!(
+        "settings:\n  root: {}\n  snapshot-backend: dir\n  rbd-scrub-probability: 0\n\
+         rbd:\n  {POOL}:\n    images: {{vm: {image}}}\n  {pool}:\n    images: {{vm: {image}}}\n    \
+         snapshots: {{s: s}}\n",
+        env.root.display()
+    );
+    fs::write(&config, text).unwrap();
+    let plan = env.deltaic().expect(["config", "check"], 0);
+    for unit in [
+        "rbd/rbd/images/vm",
+        &format!("rbd/{pool}/images/vm"),
+        &format!("rbd/{pool}/snapshots/s"),
+    ] {
+        assert!(plan.stdout.contains(unit), "{unit}: {}", plan.stdout);
+    }
+    backup(&env, &["rbd", "vm"]);
+    backup(&env, &[&pool, "vm"]);
+    backup(&env, &["-s", &pool, "s"]);
+    env.assert_backup_current("vm", &image);
+    let theirs = env.root.join("rbd").join(&pool).join("images/vm");
+    assert_eq!(fs::metadata(&theirs).unwrap().len(), MIB);
+    assert!(fs::read(&theirs).unwrap().iter().all(|&b| b == 0));
+    let purge = |spec: &str| {
+        env.ceph
+            .run("rbd", &["snap", "purge", "--no-progress", spec]);
+        env.ceph.run("rbd", &["rm", "--no-progress", spec]);
+    };
+    env.deltaic().expect(["rbd", "drop", &pool, "vm"], 0);
+    purge(&other);
+}
+
+/// Deletes a test pool when dropped.
+struct RemovePool(Ceph, String);
+
+impl Drop for RemovePool {
+    fn drop(&mut self) {
+        let p = &self.1;
+        let _ = self.0.output(
+            "ceph",
+            &[
+                "osd",
+                "pool",
+                "delete",
+                p,
+                p,
+                "--yes-i-really-really-mean-it",
+            ],
+        );
+    }
 }

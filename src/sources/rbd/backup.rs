@@ -102,6 +102,7 @@ impl<'a> ImageUnit<'a> {
         })?;
         let has = |name: &str| snaps.iter().any(|s: &SnapInfo| s.name == name);
         let mut outcome = Outcome::default();
+        self.report_strays(&snaps, &mut outcome)?;
         self.recover(&has, &mut outcome)?;
         match self.xattrs.get(SNAPSHOT)? {
             Some(base) if has(&base) => self.incremental(&base, &mut outcome)?,
@@ -134,6 +135,32 @@ impl<'a> ImageUnit<'a> {
             outcome.scrub_mismatches = Some(mismatches);
         }
         Ok(outcome)
+    }
+
+    /// Warns about `backup-*` snapshots on the image that this file does not record (another
+    /// Deltaic's, or leaked by an older version); they are not removed: they may be in use.
+    fn report_strays(&self, snaps: &[SnapInfo], outcome: &mut Outcome) -> anyhow::Result<()> {
+        let mut known = Vec::new();
+        for attr in [SNAPSHOT, PENDING, CREATING] {
+            known.extend(self.xattrs.get(attr)?);
+        }
+        let strays: Vec<&str> = snaps
+            .iter()
+            .map(|s| s.name.as_str())
+            .filter(|n| n.starts_with(state::SNAPSHOT_PREFIX) && !known.iter().any(|k| k == n))
+            .collect();
+        if !strays.is_empty() {
+            outcome.warn(format!(
+                "RBD image {}/{} has backup snapshot(s) that {} does not record: {} (another \
+                 Deltaic's, or leaked by an older version); remove them with `rbd snap rm` if \
+                 nothing uses them",
+                self.pool,
+                self.image,
+                self.path.display(),
+                strays.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// Finishes or undoes what an earlier run left (module doc, step 1).
@@ -351,10 +378,17 @@ pub fn remove_snapshot(
         tracing::warn!("not removing RBD snapshot {snap}: its name does not start with backup-");
         return Ok(());
     }
-    if let Some(image) = image
-        && rbd.snap_remove(pool, image, snap)?
-    {
-        return Ok(());
+    if let Some(image) = image {
+        match rbd.snap_remove(pool, image, snap) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            // The image may be gone (deleted after its snapshots were purged): then the
+            // snapshot is gone too; any other failure stands.
+            Err(err) if !rbd.list_images(pool)?.iter().any(|i| i == image) => {
+                tracing::debug!("{err:#} (the image no longer exists)");
+            }
+            Err(err) => return Err(err),
+        }
     }
     let owners = rbd
         .images_with_snapshot(pool, snap)

@@ -33,6 +33,10 @@ pub fn sync_full(
         let stats = apply::apply(&mut reader, &mut file, Mode::Full)
             .with_context(|| format!("applying the output of `{line}` to {}", path.display()))?;
         file.sync()?;
+        if let Some(dir) = path.parent() {
+            crate::util::atomic_file::sync_dir(dir)
+                .with_context(|| format!("syncing {}", dir.display()))?;
+        }
         stats
     };
     export.finish()?;

@@ -145,11 +145,20 @@ impl Rbd {
             Err(err) => {
                 tracing::debug!("{err:#}; listing snapshots image by image");
                 let mut owners = Vec::new();
+                let mut failed = Vec::new();
                 for image in self.list_images(pool)? {
                     match self.snapshots(pool, &image) {
                         Ok(snaps) if snaps.iter().any(|s| s.name == snap) => owners.push(image),
                         Ok(_) => {}
-                        Err(err) => tracing::debug!("{err:#}; skipped"),
+                        Err(err) => failed.push((image, err)),
+                    }
+                }
+                // An image that failed and still exists might hold the snapshot: say so rather
+                // than report it absent. One deleted meanwhile cannot.
+                if !failed.is_empty() {
+                    let now = self.list_images(pool)?;
+                    if let Some((_, err)) = failed.into_iter().find(|(i, _)| now.contains(i)) {
+                        return Err(err.context(format!("looking for snapshot {snap}")));
                     }
                 }
                 owners
