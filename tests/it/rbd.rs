@@ -735,3 +735,59 @@ impl Drop for RemovePool {
         );
     }
 }
+
+#[test]
+fn an_unusable_staged_diff_is_given_up_for_a_full_fetch() {
+    let Some(mut env) = RbdEnv::new() else { return };
+    let image = env.create_image("staged", 4 * MIB);
+    env.config(&[("vm", &image)], &[], "");
+    let path = env.file("images", "vm");
+    let old = [json!(["write", 0, OBJECT, 1])];
+    env.drive(&image, &old);
+    backup(&env, &["rbd", "vm"]);
+
+    // Applied, then its snapshot removed behind Deltaic's back, then the block changed back:
+    // an incremental diff from the old base would miss the revert, only a full fetch is right.
+    env.drive(&image, &[json!(["write", 0, OBJECT, 2])]);
+    let crash = |step: &str| {
+        let ran = env
+            .deltaic()
+            .env("DELTAIC_RBD_CRASH_AT", step)
+            .run(["rbd", "backup", POOL, "vm"]);
+        assert_eq!(ran.code, None, "{step}: killed\n{}", ran.stderr);
+    };
+    crash("after-apply");
+    let staged = xattr(&path, "user.rbd.pending-snapshot").unwrap();
+    env.ceph.run(
+        "rbd",
+        &[
+            "snap",
+            "rm",
+            "--no-progress",
+            &format!("{POOL}/{image}@{staged}"),
+        ],
+    );
+    env.drive(&image, &old);
+    let ran = backup(&env, &["rbd", "vm"]);
+    assert!(
+        ran.stderr.contains("dropping the staged diff"),
+        "{}",
+        ran.stderr
+    );
+    env.assert_backup_current("vm", &image);
+
+    // A staged diff damaged on disk is checked before the file is touched.
+    env.drive(&image, &[json!(["write", OBJECT, OBJECT, 3])]);
+    crash("after-pending");
+    let staged = pending(&path);
+    let len = fs::metadata(&staged).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let ran = backup(&env, &["rbd", "vm"]);
+    assert!(ran.stderr.contains("truncated"), "{}", ran.stderr);
+    env.assert_backup_current("vm", &image);
+}

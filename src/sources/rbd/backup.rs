@@ -166,21 +166,12 @@ impl<'a> ImageUnit<'a> {
     /// Finishes or undoes what an earlier run left (module doc, step 1).
     fn recover(&self, has: &dyn Fn(&str) -> bool, outcome: &mut Outcome) -> anyhow::Result<()> {
         if let Some(pending) = self.xattrs.get(PENDING)? {
-            if has(&pending) && self.pending.is_file() {
-                println!("finishing the staged diff to {pending} left by an earlier run");
-                self.apply_pending(&pending, outcome)?;
-            } else {
-                outcome.warn(format!(
-                    "dropping the staged diff to {pending} of {}: {}",
-                    self.path.display(),
-                    if has(&pending) {
-                        "the .pending file is missing"
-                    } else {
-                        "its snapshot is not on the configured image"
-                    }
-                ));
-                remove_snapshot(self.rbd, self.pool, Some(self.image), &pending)?;
-                self.xattrs.remove(PENDING)?;
+            match self.usable_staged_diff(&pending, has) {
+                Ok(()) => {
+                    println!("finishing the staged diff to {pending} left by an earlier run");
+                    self.apply_pending(&pending, outcome)?;
+                }
+                Err(why) => self.discard_staged_diff(&pending, &why, outcome)?,
             }
         }
         if let Some(creating) = self.xattrs.get(CREATING)? {
@@ -190,6 +181,52 @@ impl<'a> ImageUnit<'a> {
             }
             self.xattrs.remove(CREATING)?;
         }
+        remove_if_present(&self.pending)
+    }
+
+    /// Whether the staged diff to `pending` can be applied: its snapshot is on the image, and
+    /// the whole `.pending` file is a valid stream from the base (or, once rebased, from
+    /// anything) to `pending`. Checked before the file is touched.
+    fn usable_staged_diff(&self, pending: &str, has: &dyn Fn(&str) -> bool) -> Result<(), String> {
+        if !has(pending) {
+            return Err("its snapshot is not on the configured image".into());
+        }
+        let base = self.xattrs.get(SNAPSHOT).map_err(|e| format!("{e:#}"))?;
+        let staged =
+            File::open(&self.pending).map_err(|e| format!("{}: {e}", self.pending.display()))?;
+        let (from, to) = stream_ends(BufReader::with_capacity(CHUNK, staged))
+            .map_err(|e| format!("{}: {e:#}", self.pending.display()))?;
+        let rebased = base.as_deref() == Some(pending);
+        if to.as_deref() != Some(pending) || !(rebased || from == base) {
+            return Err(format!(
+                "{} leads from {from:?} to {to:?}, the file's base is {base:?}",
+                self.pending.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gives up a staged diff that cannot be applied. The file may already hold part of it, so
+    /// its base is given up too: the pending and base snapshots are removed and the image is
+    /// fetched whole (compared block by block, so unchanged blocks are not rewritten).
+    fn discard_staged_diff(
+        &self,
+        pending: &str,
+        why: &str,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<()> {
+        outcome.warn(format!(
+            "dropping the staged diff to {pending} of {} ({why}); fetching the whole image again",
+            self.path.display()
+        ));
+        remove_snapshot(self.rbd, self.pool, Some(self.image), pending)?;
+        if let Some(base) = self.xattrs.get(SNAPSHOT)? {
+            if base != pending {
+                remove_snapshot(self.rbd, self.pool, Some(self.image), &base)?;
+            }
+            self.xattrs.remove(SNAPSHOT)?;
+        }
+        self.xattrs.remove(PENDING)?;
         remove_if_present(&self.pending)
     }
 
@@ -243,11 +280,14 @@ impl<'a> ImageUnit<'a> {
             copy: BufWriter::with_capacity(CHUNK, file),
             error: None,
         };
-        let checked = check_stream(&mut tee, Some(base), snap);
+        let ends = stream_ends(&mut tee);
         if let Some(err) = tee.error.take() {
             return Err(err).with_context(|| format!("writing {}", self.pending.display()));
         }
-        checked.with_context(|| format!("reading the output of `{line}`"))?;
+        let (from, to) = ends.with_context(|| format!("reading the output of `{line}`"))?;
+        if from.as_deref() != Some(base) || to.as_deref() != Some(snap) {
+            bail!("`{line}` produced a diff from {from:?} to {to:?}, not from {base} to {snap}");
+        }
         let file = tee.copy.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()
             .with_context(|| format!("syncing {}", self.pending.display()))?;
@@ -327,22 +367,18 @@ impl<'a> ImageUnit<'a> {
     }
 }
 
-/// Reads a whole stream, checking it and its `f`/`t` records.
-fn check_stream(input: impl Read, from: Option<&str>, to: &str) -> anyhow::Result<()> {
+/// Reads a whole stream, checking it; returns its `f` and `t` snapshot names.
+fn stream_ends(input: impl Read) -> anyhow::Result<(Option<String>, Option<String>)> {
     let mut reader = DiffReader::new(input)?;
-    let (mut seen_from, mut seen_to) = (None, None);
+    let (mut from, mut to) = (None, None);
     loop {
         match reader.next_record()? {
-            Record::FromSnap(name) => seen_from = Some(name),
-            Record::ToSnap(name) => seen_to = Some(name),
-            Record::End => break,
+            Record::FromSnap(name) => from = Some(name),
+            Record::ToSnap(name) => to = Some(name),
+            Record::End => return Ok((from, to)),
             _ => {}
         }
     }
-    if seen_from.as_deref() != from || seen_to.as_deref() != Some(to) {
-        bail!("the stream leads from {seen_from:?} to {seen_to:?}, not from {from:?} to {to}");
-    }
-    Ok(())
 }
 
 /// A reader that copies everything it reads into a writer (the staged diff is exactly the
@@ -536,7 +572,7 @@ mod tests {
     use crate::sources::rbd::diff::DiffWriter;
 
     #[test]
-    fn stream_checks_want_the_right_snapshots() {
+    fn stream_ends_are_read_from_a_whole_stream_only() {
         let mut w = DiffWriter::new(Vec::new()).unwrap();
         for r in [
             Record::FromSnap("a".into()),
@@ -547,10 +583,9 @@ mod tests {
             w.record(&r, &[]).unwrap();
         }
         let bytes = w.into_inner();
-        check_stream(&bytes[..], Some("a"), "b").unwrap();
-        assert!(check_stream(&bytes[..], None, "b").is_err());
-        assert!(check_stream(&bytes[..], Some("a"), "c").is_err());
-        assert!(check_stream(&bytes[..bytes.len() - 1], Some("a"), "b").is_err());
+        let ends = stream_ends(&bytes[..]).unwrap();
+        assert_eq!(ends, (Some("a".into()), Some("b".into())));
+        assert!(stream_ends(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]
@@ -564,7 +599,8 @@ mod tests {
             copy: Vec::new(),
             error: None,
         };
-        check_stream(&mut tee, Some("s1"), "s2").unwrap();
+        let ends = stream_ends(&mut tee).unwrap();
+        assert_eq!(ends, (Some("s1".into()), Some("s2".into())));
         assert_eq!(tee.copy, bytes);
         assert_eq!(
             pending_path(Path::new("/b/rbd/p/images/vm1")),

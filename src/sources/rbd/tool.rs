@@ -355,7 +355,8 @@ impl Watchdog {
         let thread = std::thread::spawn(move || {
             while !s.done.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(100));
-                let idle = s.start.elapsed().as_millis() as u64 - s.last_ms.load(Ordering::Acquire);
+                let now = s.start.elapsed().as_millis() as u64;
+                let idle = now.saturating_sub(s.last_ms.load(Ordering::Acquire));
                 if idle > limit.as_millis() as u64 {
                     // The child is not reaped before `done` is set and this thread joined, so
                     // the pid is still ours.
