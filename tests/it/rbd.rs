@@ -747,7 +747,7 @@ fn an_unusable_staged_diff_is_given_up_for_a_full_fetch() {
     backup(&env, &["rbd", "vm"]);
 
     // Applied, then its snapshot removed behind Deltaic's back, then the block changed back:
-    // an incremental diff from the old base would miss the revert, only a full fetch is right.
+    // the file holds a diff nothing records any more, so the image is fetched whole again.
     env.drive(&image, &[json!(["write", 0, OBJECT, 2])]);
     let crash = |step: &str| {
         let ran = env
