@@ -599,4 +599,108 @@ mod tests {
             assert!(matches!(err, ApplyError::Diff(_)), "{err}");
         }
     }
+    /// A record for the model tests: (is_write, offset, len, fill byte) or a resize.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Size(u64),
+        Write(u64, u64, u8),
+        Zero(u64, u64),
+    }
+
+    const MAX: u64 = 5 * CHUNK as u64 / 2;
+
+    fn arb_ops() -> impl proptest::strategy::Strategy<Value = Vec<Op>> {
+        use proptest::prelude::*;
+        let op = prop_oneof![
+            1 => (1u64..MAX).prop_map(Op::Size),
+            4 => (0u64..MAX, 1u64..CHUNK as u64 + 9000, any::<u8>()).prop_map(|(o, l, b)| Op::Write(o, l, b)),
+            2 => (0u64..MAX, 1u64..CHUNK as u64 + 9000).prop_map(|(o, l)| Op::Zero(o, l)),
+        ];
+        proptest::collection::vec(op, 1..6)
+    }
+
+    /// Writes `ops` as one stream per `s` (clipping ranges to the size), applies each, and
+    /// checks the file against an in-memory model after every stream.
+    fn check_against_model(ops: &[Op], dir: &Path) {
+        let path = dir.join("img");
+        let _ = std::fs::remove_file(&path);
+        let mut model: Vec<u8> = Vec::new();
+        let mut size = 1 << 20;
+        let mut records: Vec<(Record, Vec<u8>)> = Vec::new();
+        let flush = |records: &mut Vec<(Record, Vec<u8>)>, size: u64| {
+            let mut w = DiffWriter::new(Vec::new()).unwrap();
+            w.record(&Record::Size(size), &[]).unwrap();
+            for (r, d) in records.drain(..) {
+                w.record(&r, &d).unwrap();
+            }
+            w.record(&Record::End, &[]).unwrap();
+            apply_bytes(&path, &w.into_inner(), Mode::Incremental).unwrap();
+        };
+        model.resize(size as usize, 0);
+        for op in ops {
+            match *op {
+                Op::Size(new) => {
+                    flush(&mut records, size);
+                    size = new;
+                    model.resize(size as usize, 0);
+                }
+                Op::Write(o, ..) | Op::Zero(o, _) if o >= size => {}
+                Op::Write(o, l, b) => {
+                    let l = l.min(size - o);
+                    let data: Vec<u8> = (0..l).map(|i| b.wrapping_add((i % 7) as u8)).collect();
+                    model[o as usize..(o + l) as usize].copy_from_slice(&data);
+                    records.push((Record::Write { offset: o, len: l }, data));
+                }
+                Op::Zero(o, l) => {
+                    let l = l.min(size - o);
+                    model[o as usize..(o + l) as usize].fill(0);
+                    records.push((Record::Zero { offset: o, len: l }, vec![]));
+                }
+            }
+        }
+        flush(&mut records, size);
+        assert!(
+            std::fs::read(&path).unwrap() == model,
+            "incremental result differs from the model"
+        );
+
+        // A full export of the model over whatever the file holds now (junk added) gives the
+        // model again; its records are the model's non-zero runs, in order.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"junk", size / 3).unwrap();
+        drop(f);
+        let mut w = DiffWriter::new(Vec::new()).unwrap();
+        w.record(&Record::Size(size), &[]).unwrap();
+        let mut i = 0;
+        while i < model.len() {
+            if model[i] == 0 {
+                i += 1;
+                continue;
+            }
+            let j = (i..model.len())
+                .find(|&j| model[j] == 0)
+                .unwrap_or(model.len());
+            let r = Record::Write {
+                offset: i as u64,
+                len: (j - i) as u64,
+            };
+            w.record(&r, &model[i..j]).unwrap();
+            i = j;
+        }
+        w.record(&Record::End, &[]).unwrap();
+        apply_bytes(&path, &w.into_inner(), Mode::Full).unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == model,
+            "full result differs from the model"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn random_streams_leave_the_file_equal_to_a_model(ops in arb_ops()) {
+            let dir = tempfile::tempdir().unwrap();
+            check_against_model(&ops, dir.path());
+        }
+    }
 }
