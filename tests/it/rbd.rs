@@ -45,6 +45,21 @@ for op in ops:
 io.close(); cluster.shutdown()
 "#;
 
+/// An `rbd` wrapper (for `rbd-path`) that passes everything to the real one, except: with
+/// FAULT_BYTES, an export-diff cut after that many bytes (exit 0); with FAULT_EXIT, an
+/// export-diff whose rbd exits with that status; with FAULT_CREATE, a `snap create` that
+/// creates the snapshot and then fails.
+const FAULT_WRAPPER: &str = r#"#!/bin/sh
+case "$*" in
+*export-diff*)
+  if [ -n "$FAULT_BYTES" ]; then rbd "$@" | head -c "$FAULT_BYTES"; exit 0; fi
+  if [ -n "$FAULT_EXIT" ]; then rbd "$@"; exit "$FAULT_EXIT"; fi;;
+*"snap create"*)
+  if [ -n "$FAULT_CREATE" ]; then rbd "$@"; exit 5; fi;;
+esac
+exec rbd "$@"
+"#;
+
 /// One test's world: a backup root, a config, and the images it created (removed on drop).
 struct RbdEnv {
     ceph: Ceph,
@@ -451,13 +466,7 @@ fn a_truncated_or_failing_export_fails_cleanly_and_leaves_the_last_backup_intact
     let Some(mut env) = RbdEnv::new() else { return };
     let image = env.create_image("fault", 8 * MIB);
     let wrapper = env.dir.path().join("rbd-wrapper");
-    fs::write(
-        &wrapper,
-        "#!/bin/sh\ncase \"$*\" in *export-diff*)\n  if [ -n \"$FAULT_BYTES\" ]; then rbd \"$@\" | \
-         head -c \"$FAULT_BYTES\"; exit 0; fi\n  if [ -n \"$FAULT_EXIT\" ]; then rbd \"$@\"; exit \
-         \"$FAULT_EXIT\"; fi;;\nesac\nexec rbd \"$@\"\n",
-    )
-    .unwrap();
+    fs::write(&wrapper, FAULT_WRAPPER).unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
     env.config(
@@ -470,8 +479,13 @@ fn a_truncated_or_failing_export_fails_cleanly_and_leaves_the_last_backup_intact
     let path = env.file("images", "vm");
     let before = fs::read(&path).unwrap();
     env.drive(&image, &[json!(["write", 2 * MIB, MIB, 2])]);
-    // Cut inside the first write record's data, then a stream that is whole but rbd fails.
-    for (var, value) in [("FAULT_BYTES", "5000"), ("FAULT_EXIT", "3")] {
+    // Cut inside the first write record's data; a stream that is whole but rbd fails; a
+    // snapshot created although `snap create` failed.
+    for (var, value) in [
+        ("FAULT_BYTES", "5000"),
+        ("FAULT_EXIT", "3"),
+        ("FAULT_CREATE", "1"),
+    ] {
         let ran = env
             .deltaic()
             .env(var, value)

@@ -249,7 +249,10 @@ impl<'a> ImageUnit<'a> {
         let snap = state::new_snapshot_name();
         self.xattrs.set(CREATING, &snap)?;
         crash_point("after-intent");
-        self.rbd.snap_create(self.pool, self.image, &snap)?;
+        if let Err(err) = self.rbd.snap_create(self.pool, self.image, &snap) {
+            // It may exist anyway (killed by rbd-timeout after the fact): removed if so.
+            return Err(self.undo_snapshot(&snap, err));
+        }
         crash_point("after-snap-create");
         Ok(snap)
     }
