@@ -104,8 +104,11 @@ impl<'a> ImageUnit<'a> {
         let mut outcome = Outcome::default();
         self.report_strays(&snaps, &mut outcome)?;
         self.recover(&has, &mut outcome)?;
-        match self.xattrs.get(SNAPSHOT)? {
-            Some(base) if has(&base) => self.incremental(&base, &mut outcome)?,
+        let fetched_whole = match self.xattrs.get(SNAPSHOT)? {
+            Some(base) if has(&base) => {
+                self.incremental(&base, &mut outcome)?;
+                false
+            }
             Some(base) => {
                 outcome.warn(format!(
                     "base snapshot {base} of {} is not on RBD image {}/{} (removed, or the \
@@ -114,13 +117,28 @@ impl<'a> ImageUnit<'a> {
                     self.pool,
                     self.image
                 ));
-                remove_snapshot(self.rbd, self.pool, None, &base)?;
+                // If the config names another image now, the old one still holds it. Not
+                // finding it must not block the backup forever: it is then only reported.
+                if let Err(err) = remove_snapshot(self.rbd, self.pool, None, &base) {
+                    outcome.warn(format!(
+                        "could not remove the old base snapshot {base} from pool {} ({err:#}); \
+                         remove it by hand with `rbd snap rm` if it still exists",
+                        self.pool
+                    ));
+                }
                 self.xattrs.remove(SNAPSHOT)?;
                 self.full_fetch(&mut outcome)?;
+                true
             }
-            None => self.full_fetch(&mut outcome)?,
-        }
-        if scrub {
+            None => {
+                self.full_fetch(&mut outcome)?;
+                true
+            }
+        };
+        if scrub && fetched_whole {
+            // The full fetch just compared every byte with the snapshot.
+            outcome.scrub_mismatches = Some(0);
+        } else if scrub {
             let snap = self
                 .xattrs
                 .get(SNAPSHOT)?
