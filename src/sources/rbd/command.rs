@@ -196,3 +196,41 @@ fn apply_diff(diff: &std::path::Path, target: &std::path::Path, full: bool) -> a
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn the_driver_arguments_parse_in_either_order() {
+        for argv in [
+            ["deltaic", "rbd", "backup", "-c", "-s", "pool", "gold"],
+            [
+                "deltaic",
+                "rbd",
+                "backup",
+                "pool",
+                "gold",
+                "--scrub",
+                "--snapshot",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Command::Rbd(super::RbdCommand::Backup {
+                scrub,
+                snapshot,
+                pool,
+                name,
+            }) = cli.command
+            else {
+                panic!("{argv:?}")
+            };
+            assert!(
+                scrub && snapshot && pool == "pool" && name == "gold",
+                "{argv:?}"
+            );
+        }
+        assert!(Cli::try_parse_from(["deltaic", "rbd", "restore", "/p", "pool"]).is_err());
+    }
+}
