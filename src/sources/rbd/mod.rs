@@ -6,7 +6,7 @@
 //! Modules: [`diff`] (the strict export-diff v1 reader), [`apply`] (writing a stream into the
 //! sparse file: only changed blocks, holes punched, constant memory), [`tool`] (the `rbd` CLI,
 //! time-limited), [`state`] (the xattrs and crash points), [`backup`] (the two-phase update,
-//! snapshot units, drop, restore), [`scrub`] (full comparison, D6), [`config`] (the `rbd:`
+//! snapshot units, drop, restore), [`scrub`] (full comparison, D6), `config` (the `rbd:`
 //! manifest), `command` (the CLI group).
 
 pub mod apply;
