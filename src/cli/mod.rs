@@ -78,6 +78,9 @@ pub enum Command {
     /// The github source: back up organisations' repositories, wikis, issues and releases
     #[command(subcommand)]
     Github(crate::sources::github::command::GithubCommand),
+    /// The rbd source: back up, restore and drop Ceph RBD images and snapshots
+    #[command(subcommand)]
+    Rbd(crate::sources::rbd::command::RbdCommand),
     /// The coda source: Coda volume replicas dumped over ssh
     #[command(subcommand)]
     Coda(crate::sources::coda::command::CodaCommand),
@@ -128,6 +131,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Github(cmd) => {
             crate::run::unit_guard::arm()?;
             unit_command(crate::sources::github::command::execute(&load()?, cmd))
+        }
+        Command::Rbd(cmd) => {
+            crate::run::unit_guard::arm()?;
+            unit_command(crate::sources::rbd::command::execute(&load()?, cmd))
         }
         Command::Coda(cmd) => {
             crate::run::unit_guard::arm()?;

@@ -23,7 +23,7 @@ const TOP_LEVEL: &[&str] = &[
 ];
 
 /// Settings prefixes owned by sources and archivers whose keys are checked by their own modules.
-const FOREIGN_SETTING_PREFIXES: &[&str] = &["rgw-", "rbd-", "archive-", "googledrive-"];
+const FOREIGN_SETTING_PREFIXES: &[&str] = &["rgw-", "archive-", "googledrive-"];
 
 type Keys = BTreeMap<String, Spanned<IgnoredAny>>;
 
@@ -35,6 +35,8 @@ struct Shape {
     rsync: Option<BTreeMap<String, Option<Keys>>>,
     #[serde(default)]
     coda: Option<Vec<Option<Keys>>>,
+    #[serde(default)]
+    rbd: Option<BTreeMap<String, Option<Keys>>>,
 }
 
 /// Returns one warning per unknown key in `text`, with its line and the closest known key.
@@ -76,6 +78,12 @@ pub(super) fn unknown_key_warnings(text: &str, path: &Path) -> Vec<String> {
     for (i, keys) in shape.coda.iter().flatten().enumerate() {
         if let Some(keys) = keys {
             check(&format!("coda[{i}]."), keys, group_keys, &[]);
+        }
+    }
+    let pool_keys = struct_fields::<crate::sources::rbd::RbdPool>();
+    for (pool, keys) in shape.rbd.iter().flatten() {
+        if let Some(keys) = keys {
+            check(&format!("rbd.{pool}."), keys, pool_keys, &[]);
         }
     }
     warnings

@@ -161,6 +161,25 @@ pub struct Settings {
     /// pauses from 1 s (default 4: five attempts).
     #[serde(default = "default_github_retry_max")]
     pub github_retry_max: u32,
+
+    /// Probability per run and RBD unit of a scrub: compare the whole backup file with the
+    /// snapshot (default 0.0166).
+    #[serde(default = "default_scrub_probability")]
+    pub rbd_scrub_probability: Probability,
+    /// Concurrent RBD units (default 1).
+    #[serde(default = "one")]
+    pub rbd_workers: NonZeroUsize,
+    /// The `rbd` executable (default `rbd`).
+    #[serde(default = "default_rbd")]
+    pub rbd_path: String,
+    /// Extra arguments put before every `rbd` command, e.g. `[--id, backup]` (default none;
+    /// CEPH_CONF and CEPH_ARGS from the environment work too).
+    #[serde(default)]
+    pub rbd_args: Vec<String>,
+    /// Kill an `rbd` command that runs this long, or an export that sends nothing for this long
+    /// (default 600 s; 0 disables).
+    #[serde(default = "default_rbd_timeout")]
+    pub rbd_timeout: Seconds,
 }
 
 fn default_df_warning() -> f64 {
@@ -204,6 +223,12 @@ fn default_github_reserve() -> u64 {
 }
 fn default_github_retry_max() -> u32 {
     4
+}
+fn default_rbd() -> String {
+    "rbd".into()
+}
+fn default_rbd_timeout() -> Seconds {
+    Seconds(600)
 }
 fn default_true() -> bool {
     true

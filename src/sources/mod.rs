@@ -7,6 +7,7 @@
 
 pub mod coda;
 pub mod github;
+pub mod rbd;
 pub mod rsync;
 
 use crate::config::Config;
@@ -92,4 +93,4 @@ pub trait Source: Sync {
 }
 
 /// Every source, in the original's registration order.
-pub static ALL_SOURCES: &[&dyn Source] = &[&coda::Coda, &github::Github, &rsync::Rsync];
+pub static ALL_SOURCES: &[&dyn Source] = &[&coda::Coda, &github::Github, &rbd::Rbd, &rsync::Rsync];

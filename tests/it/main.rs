@@ -11,6 +11,7 @@ mod github_git;
 mod harness;
 mod prune;
 mod pyjson;
+mod rbd;
 mod rsync;
 mod run;
 mod snapshot;

@@ -1,0 +1,631 @@
+//! `rbd backup`: image units (incremental, two-phase) and snapshot units (fetched whole when the
+//! snapshot changed), github-rgw-rbd.md §3.6.
+//!
+//! An image unit's steps, each durable (fsync) before the next, with [`state`]'s xattrs:
+//!
+//! 1. **recover** what a crashed or failed run left: a staged diff (`pending-snapshot`) is
+//!    applied and rebased; a snapshot recorded only as `creating-snapshot` is removed;
+//! 2. with a base snapshot on the image: **stage** (record `creating-snapshot` N, `snap create`
+//!    N, `export-diff --from-snap base` piped through the strict parser into `<file>.pending`,
+//!    fsync, then `pending-snapshot` = N), **apply** the staged diff to the file (only changed
+//!    blocks are written), fsync, **rebase** (`snap rm` base, `snapshot` = N, clear the others,
+//!    unlink `<file>.pending`);
+//! 3. without one (first run, or the base was lost): a **full fetch** of a new snapshot into the
+//!    file, compared block by block with what the file already holds; `snapshot` is removed
+//!    first and set last, so an interrupted fetch is never taken for a complete backup.
+//!
+//! Every step is idempotent: a rerun after a crash anywhere converges, including after `snap rm`
+//! of the base succeeded and the xattr update did not ("already gone" is success). `rbd` is
+//! only asked to remove snapshots named `backup-*` that this file's xattrs record.
+
+use super::apply::{self, CHUNK, ImageFile, Mode, Stats};
+use super::config::PENDING_SUFFIX;
+use super::diff::{DiffReader, Record};
+use super::scrub;
+use super::state::{self, CREATING, PENDING, SNAPID, SNAPSHOT, Xattrs, crash_point};
+use super::tool::{Rbd, SnapInfo};
+use anyhow::{Context, anyhow, bail};
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// What a unit did, for its summary line and the unit report.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Diff or export bytes received from `rbd`.
+    pub bytes_received: u64,
+    /// Whether the backup file changed.
+    pub changed: bool,
+    /// Scrub mismatches repaired (`Some` when a scrub ran).
+    pub scrub_mismatches: Option<u64>,
+    /// Things worth a warning in the run summary.
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    fn add(&mut self, stats: &Stats) {
+        self.bytes_received += stats.data_bytes;
+        self.changed |= stats.changed();
+    }
+
+    fn warn(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings.push(message);
+    }
+}
+
+/// One image unit: `ROOT/rbd/<pool>/images/<friendly>` backing up `pool/image`.
+pub struct ImageUnit<'a> {
+    rbd: &'a Rbd,
+    pool: &'a str,
+    image: &'a str,
+    path: PathBuf,
+    pending: PathBuf,
+    xattrs: Xattrs,
+}
+
+/// The backup file of a unit: `ROOT/rbd/<pool>/<images|snapshots>/<friendly>`.
+pub fn unit_path(root: &Path, pool: &str, kind: super::Kind, friendly: &str) -> PathBuf {
+    root.join("rbd").join(pool).join(kind.dir()).join(friendly)
+}
+
+/// The staged diff beside an image file: `<file>.pending`.
+pub fn pending_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(PENDING_SUFFIX);
+    path.with_file_name(name)
+}
+
+impl<'a> ImageUnit<'a> {
+    /// The unit for `pool/image` backed up into `path`.
+    pub fn new(rbd: &'a Rbd, pool: &'a str, image: &'a str, path: PathBuf) -> ImageUnit<'a> {
+        ImageUnit {
+            rbd,
+            pool,
+            image,
+            pending: pending_path(&path),
+            xattrs: Xattrs::new(&path),
+            path,
+        }
+    }
+
+    /// Runs the unit: recover, then an incremental update or a full fetch, then the scrub.
+    pub fn backup(&self, scrub: bool) -> anyhow::Result<Outcome> {
+        let dir = self.path.parent().expect("unit paths have a parent");
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let snaps = self.rbd.snapshots(self.pool, self.image).with_context(|| {
+            format!(
+                "the RBD image {}/{} cannot be listed: does it exist? (if it was deleted on \
+                 purpose, remove it from the config and run `deltaic rbd drop {} FRIENDLY`)",
+                self.pool, self.image, self.pool
+            )
+        })?;
+        let has = |name: &str| snaps.iter().any(|s: &SnapInfo| s.name == name);
+        let mut outcome = Outcome::default();
+        self.report_strays(&snaps, &mut outcome)?;
+        self.recover(&has, &mut outcome)?;
+        let fetched_whole = match self.xattrs.get(SNAPSHOT)? {
+            Some(base) if has(&base) => {
+                self.incremental(&base, &mut outcome)?;
+                false
+            }
+            Some(base) => {
+                outcome.warn(format!(
+                    "base snapshot {base} of {} is not on RBD image {}/{} (removed, or the \
+                     config now names another image): fetching the whole image again",
+                    self.path.display(),
+                    self.pool,
+                    self.image
+                ));
+                // If the config names another image now, the old one still holds it. Not
+                // finding it must not block the backup forever: it is then only reported.
+                if let Err(err) = remove_snapshot(self.rbd, self.pool, None, &base) {
+                    outcome.warn(format!(
+                        "could not remove the old base snapshot {base} from pool {} ({err:#}); \
+                         remove it by hand with `rbd snap rm` if it still exists",
+                        self.pool
+                    ));
+                }
+                self.xattrs.remove(SNAPSHOT)?;
+                self.full_fetch(&mut outcome)?;
+                true
+            }
+            None => {
+                self.full_fetch(&mut outcome)?;
+                true
+            }
+        };
+        if scrub && fetched_whole {
+            // The full fetch just compared every byte with the snapshot.
+            outcome.scrub_mismatches = Some(0);
+        } else if scrub {
+            let snap = self
+                .xattrs
+                .get(SNAPSHOT)?
+                .ok_or_else(|| anyhow!("{} lost its snapshot xattr", self.path.display()))?;
+            let mismatches = scrub::scrub(self.rbd, self.pool, self.image, &snap, &self.path)?;
+            if mismatches > 0 {
+                outcome.warnings.push(format!(
+                    "scrub repaired {mismatches} mismatch(es) in {}",
+                    self.path.display()
+                ));
+            }
+            outcome.scrub_mismatches = Some(mismatches);
+        }
+        Ok(outcome)
+    }
+
+    /// Warns about `backup-*` snapshots on the image that this file does not record (another
+    /// Deltaic's, or leaked by an older version); they are not removed: they may be in use.
+    fn report_strays(&self, snaps: &[SnapInfo], outcome: &mut Outcome) -> anyhow::Result<()> {
+        let mut known = Vec::new();
+        for attr in [SNAPSHOT, PENDING, CREATING] {
+            known.extend(self.xattrs.get(attr)?);
+        }
+        let strays: Vec<&str> = snaps
+            .iter()
+            .map(|s| s.name.as_str())
+            .filter(|n| n.starts_with(state::SNAPSHOT_PREFIX) && !known.iter().any(|k| k == n))
+            .collect();
+        if !strays.is_empty() {
+            outcome.warn(format!(
+                "RBD image {}/{} has backup snapshot(s) that {} does not record: {} (another \
+                 Deltaic's, or leaked by an older version); remove them with `rbd snap rm` if \
+                 nothing uses them",
+                self.pool,
+                self.image,
+                self.path.display(),
+                strays.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Finishes or undoes what an earlier run left (module doc, step 1).
+    fn recover(&self, has: &dyn Fn(&str) -> bool, outcome: &mut Outcome) -> anyhow::Result<()> {
+        if let Some(pending) = self.xattrs.get(PENDING)? {
+            match self.usable_staged_diff(&pending, has) {
+                Ok(()) => {
+                    println!("finishing the staged diff to {pending} left by an earlier run");
+                    self.apply_pending(&pending, outcome)?;
+                }
+                Err(why) => self.discard_staged_diff(&pending, &why, outcome)?,
+            }
+        }
+        if let Some(creating) = self.xattrs.get(CREATING)? {
+            if self.xattrs.get(SNAPSHOT)?.as_deref() != Some(creating.as_str()) {
+                println!("removing snapshot {creating}, left unrecorded by an interrupted run");
+                remove_snapshot(self.rbd, self.pool, Some(self.image), &creating)?;
+            }
+            self.xattrs.remove(CREATING)?;
+        }
+        remove_if_present(&self.pending)
+    }
+
+    /// Whether the staged diff to `pending` can be applied: its snapshot is on the image, and
+    /// the whole `.pending` file is a valid stream from the base (or, once rebased, from
+    /// anything) to `pending`. Checked before the file is touched.
+    fn usable_staged_diff(&self, pending: &str, has: &dyn Fn(&str) -> bool) -> Result<(), String> {
+        if !has(pending) {
+            return Err("its snapshot is not on the configured image".into());
+        }
+        let base = self.xattrs.get(SNAPSHOT).map_err(|e| format!("{e:#}"))?;
+        let staged =
+            File::open(&self.pending).map_err(|e| format!("{}: {e}", self.pending.display()))?;
+        let (from, to) = stream_ends(BufReader::with_capacity(CHUNK, staged))
+            .map_err(|e| format!("{}: {e:#}", self.pending.display()))?;
+        let rebased = base.as_deref() == Some(pending);
+        if to.as_deref() != Some(pending) || !(rebased || from == base) {
+            return Err(format!(
+                "{} leads from {from:?} to {to:?}, the file's base is {base:?}",
+                self.pending.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gives up a staged diff that cannot be applied. The file may already hold part of it, so
+    /// its base is given up too: the pending and base snapshots are removed and the image is
+    /// fetched whole (compared block by block, so unchanged blocks are not rewritten).
+    fn discard_staged_diff(
+        &self,
+        pending: &str,
+        why: &str,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<()> {
+        outcome.warn(format!(
+            "dropping the staged diff to {pending} of {} ({why}); fetching the whole image again",
+            self.path.display()
+        ));
+        remove_snapshot(self.rbd, self.pool, Some(self.image), pending)?;
+        if let Some(base) = self.xattrs.get(SNAPSHOT)? {
+            if base != pending {
+                remove_snapshot(self.rbd, self.pool, Some(self.image), &base)?;
+            }
+            self.xattrs.remove(SNAPSHOT)?;
+        }
+        self.xattrs.remove(PENDING)?;
+        remove_if_present(&self.pending)
+    }
+
+    /// Stages the diff from `base` to a new snapshot, then applies and rebases it.
+    fn incremental(&self, base: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
+        remove_if_present(&self.pending)?;
+        let snap = self.create_snapshot()?;
+        if let Err(err) = self.stage(base, &snap) {
+            let _ = fs::remove_file(&self.pending);
+            return Err(self.undo_snapshot(&snap, err));
+        }
+        crash_point("after-stage");
+        self.xattrs.set(PENDING, &snap)?;
+        crash_point("after-pending");
+        self.apply_pending(&snap, outcome)
+    }
+
+    /// Records, then creates, a new snapshot of the image.
+    fn create_snapshot(&self) -> anyhow::Result<String> {
+        let snap = state::new_snapshot_name();
+        self.xattrs.set(CREATING, &snap)?;
+        crash_point("after-intent");
+        if let Err(err) = self.rbd.snap_create(self.pool, self.image, &snap) {
+            // It may exist anyway (killed by rbd-timeout after the fact): removed if so.
+            return Err(self.undo_snapshot(&snap, err));
+        }
+        crash_point("after-snap-create");
+        Ok(snap)
+    }
+
+    /// Removes a snapshot this run created after a failure, then returns the failure.
+    fn undo_snapshot(&self, snap: &str, err: anyhow::Error) -> anyhow::Error {
+        match remove_snapshot(self.rbd, self.pool, Some(self.image), snap)
+            .and_then(|_| self.xattrs.remove(CREATING))
+        {
+            Ok(()) => err,
+            Err(cleanup) => err.context(format!(
+                "also failed to remove snapshot {snap} ({cleanup:#}); the next run retries"
+            )),
+        }
+    }
+
+    /// `export-diff --from-snap base --snap snap` through the strict parser into
+    /// `<file>.pending`, fsynced; the stream must lead from `base` to `snap`.
+    fn stage(&self, base: &str, snap: &str) -> anyhow::Result<()> {
+        let mut export = self
+            .rbd
+            .export_diff(self.pool, self.image, snap, Some(base))?;
+        let line = export.command_line().to_string();
+        let file = File::create(&self.pending)
+            .with_context(|| format!("creating {}", self.pending.display()))?;
+        let mut tee = Tee {
+            inner: BufReader::with_capacity(CHUNK, &mut export),
+            copy: BufWriter::with_capacity(CHUNK, file),
+            error: None,
+        };
+        let ends = stream_ends(&mut tee);
+        if let Some(err) = tee.error.take() {
+            return Err(err).with_context(|| format!("writing {}", self.pending.display()));
+        }
+        let (from, to) = ends.with_context(|| format!("reading the output of `{line}`"))?;
+        if from.as_deref() != Some(base) || to.as_deref() != Some(snap) {
+            bail!("`{line}` produced a diff from {from:?} to {to:?}, not from {base} to {snap}");
+        }
+        let file = tee.copy.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", self.pending.display()))?;
+        export.finish()?;
+        crate::util::atomic_file::sync_dir(self.pending.parent().expect("has a parent"))?;
+        Ok(())
+    }
+
+    /// Applies the staged diff to `snap`, then rebases: `snap rm` of the old base (gone is
+    /// fine), `snapshot` = `snap`, the other xattrs cleared, `<file>.pending` removed.
+    fn apply_pending(&self, snap: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
+        let base = self.xattrs.get(SNAPSHOT)?;
+        let staged = File::open(&self.pending)
+            .with_context(|| format!("opening {}", self.pending.display()))?;
+        let mut reader = DiffReader::new(BufReader::with_capacity(CHUNK, staged))
+            .with_context(|| format!("reading {}", self.pending.display()))?;
+        let mut file = ImageFile::open(&self.path, false)?;
+        let stats = apply::apply(&mut reader, &mut file, Mode::Incremental).with_context(|| {
+            format!(
+                "applying {} to {}; the next run applies it again",
+                self.pending.display(),
+                self.path.display()
+            )
+        })?;
+        if stats.to_snap.as_deref() != Some(snap) {
+            bail!(
+                "{} leads to snapshot {:?}, not {snap} as user.rbd.pending-snapshot says; \
+                 run `deltaic rbd drop` for this image to start over with a full fetch",
+                self.pending.display(),
+                stats.to_snap
+            );
+        }
+        file.sync()?;
+        crash_point("after-apply");
+        outcome.add(&stats);
+        println!(
+            "{}: applied {} bytes of diff ({} rewritten, {} zeroed), {} total",
+            self.path.display(),
+            stats.data_bytes,
+            stats.bytes_written,
+            stats.bytes_zeroed,
+            stats.size
+        );
+        if let Some(base) = base.as_deref().filter(|b| *b != snap) {
+            remove_snapshot(self.rbd, self.pool, Some(self.image), base)?;
+        }
+        crash_point("after-snap-rm");
+        self.xattrs.set(SNAPSHOT, snap)?;
+        crash_point("after-rebase");
+        self.xattrs.remove(PENDING)?;
+        self.xattrs.remove(CREATING)?;
+        remove_if_present(&self.pending)
+    }
+
+    /// Fetches a new snapshot whole into the file (module doc, step 3).
+    fn full_fetch(&self, outcome: &mut Outcome) -> anyhow::Result<()> {
+        remove_if_present(&self.pending)?;
+        ImageFile::open(&self.path, true)?;
+        self.xattrs.remove(SNAPSHOT)?;
+        let snap = self.create_snapshot()?;
+        let stats = match scrub::sync_full(self.rbd, self.pool, self.image, &snap, &self.path) {
+            Ok(stats) => stats,
+            Err(err) => return Err(self.undo_snapshot(&snap, err)),
+        };
+        crash_point("after-full-fetch");
+        self.xattrs.set(SNAPSHOT, &snap)?;
+        self.xattrs.remove(CREATING)?;
+        outcome.add(&stats);
+        println!(
+            "{}: fetched {snap} whole: {} bytes of data, {} rewritten, {} total",
+            self.path.display(),
+            stats.data_bytes,
+            stats.bytes_written,
+            stats.size
+        );
+        Ok(())
+    }
+}
+
+/// Reads a whole stream, checking it; returns its `f` and `t` snapshot names.
+fn stream_ends(input: impl Read) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let mut reader = DiffReader::new(input)?;
+    let (mut from, mut to) = (None, None);
+    loop {
+        match reader.next_record()? {
+            Record::FromSnap(name) => from = Some(name),
+            Record::ToSnap(name) => to = Some(name),
+            Record::End => return Ok((from, to)),
+            _ => {}
+        }
+    }
+}
+
+/// A reader that copies everything it reads into a writer (the staged diff is exactly the
+/// bytes the parser consumed). A write error stops reading and is kept for the caller.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+    error: Option<std::io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.copy.write_all(&buf[..n]) {
+            let message = e.to_string();
+            self.error = Some(e);
+            return Err(std::io::Error::other(message));
+        }
+        Ok(n)
+    }
+}
+
+/// Removes Deltaic's snapshot `snap` from `pool/image` when it is there, else from whichever
+/// image of `pool` holds it (found with `rbd ls -l`; not at all is fine). A name that is not
+/// `backup-*` is left alone with a warning: it is not Deltaic's.
+pub fn remove_snapshot(
+    rbd: &Rbd,
+    pool: &str,
+    image: Option<&str>,
+    snap: &str,
+) -> anyhow::Result<()> {
+    if !snap.starts_with(state::SNAPSHOT_PREFIX) {
+        tracing::warn!("not removing RBD snapshot {snap}: its name does not start with backup-");
+        return Ok(());
+    }
+    if let Some(image) = image {
+        match rbd.snap_remove(pool, image, snap) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            // The image may be gone (deleted after its snapshots were purged): then the
+            // snapshot is gone too; any other failure stands.
+            Err(err) if !rbd.list_images(pool)?.iter().any(|i| i == image) => {
+                tracing::debug!("{err:#} (the image no longer exists)");
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    let owners = rbd
+        .images_with_snapshot(pool, snap)
+        .with_context(|| format!("looking for the image holding snapshot {snap} in pool {pool}"))?;
+    for owner in owners {
+        rbd.snap_remove(pool, &owner, snap)?;
+    }
+    Ok(())
+}
+
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+/// Backs up the snapshot unit `ROOT/rbd/<pool>/snapshots/<friendly>` of `spec` (a snapshot
+/// name, found in the pool, or `image@snapshot`): fetched whole when its id differs from the
+/// recorded `snapid`, then scrubbed when asked.
+pub fn backup_snapshot(
+    rbd: &Rbd,
+    path: &Path,
+    pool: &str,
+    spec: &str,
+    scrub: bool,
+) -> anyhow::Result<Outcome> {
+    let (image, snap) = match spec.split_once('@') {
+        Some((image, snap)) => (image.to_string(), snap.to_string()),
+        None => (find_image(rbd, pool, spec)?, spec.to_string()),
+    };
+    let id = rbd
+        .snapshots(pool, &image)?
+        .into_iter()
+        .find(|s| s.name == snap)
+        .map(|s| s.id.to_string())
+        .ok_or_else(|| anyhow!("RBD image {pool}/{image} has no snapshot {snap}"))?;
+    let dir = path.parent().expect("unit paths have a parent");
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let xattrs = Xattrs::new(path);
+    let mut outcome = Outcome::default();
+    let current = xattrs.get(SNAPID)?.as_deref() == Some(id.as_str())
+        && xattrs.get(SNAPSHOT)?.as_deref() == Some(snap.as_str());
+    if current {
+        println!(
+            "{}: snapshot {snap} (id {id}) is already backed up",
+            path.display()
+        );
+    } else {
+        if path.exists() {
+            xattrs.remove(SNAPID)?;
+            xattrs.remove(SNAPSHOT)?;
+        }
+        let stats = scrub::sync_full(rbd, pool, &image, &snap, path)?;
+        xattrs.set(SNAPSHOT, &snap)?;
+        xattrs.set(SNAPID, &id)?;
+        outcome.add(&stats);
+        println!(
+            "{}: fetched {pool}/{image}@{snap} (id {id}): {} bytes of data, {} rewritten, {} total",
+            path.display(),
+            stats.data_bytes,
+            stats.bytes_written,
+            stats.size
+        );
+    }
+    if scrub && current {
+        let mismatches = scrub::scrub(rbd, pool, &image, &snap, path)?;
+        if mismatches > 0 {
+            outcome.warnings.push(format!(
+                "scrub repaired {mismatches} mismatch(es) in {}",
+                path.display()
+            ));
+        }
+        outcome.scrub_mismatches = Some(mismatches);
+    } else if scrub {
+        outcome.scrub_mismatches = Some(0);
+    }
+    Ok(outcome)
+}
+
+/// The one image of `pool` that has a snapshot named `snap`.
+fn find_image(rbd: &Rbd, pool: &str, snap: &str) -> anyhow::Result<String> {
+    let mut owners = rbd.images_with_snapshot(pool, snap)?;
+    match owners.len() {
+        0 => bail!("no RBD image in pool {pool} has a snapshot named {snap}"),
+        1 => Ok(owners.remove(0)),
+        _ => bail!(
+            "several RBD images in pool {pool} have a snapshot named {snap} ({}): write \
+             IMAGE@{snap} in the config to say which",
+            owners.join(", ")
+        ),
+    }
+}
+
+/// `rbd drop`: removes the snapshots this image file's xattrs record (pending, creating, base),
+/// clearing each xattr only once its snapshot is confirmed gone, then the staged diff. The file
+/// itself stays; the next backup fetches the image whole.
+pub fn drop_image(rbd: &Rbd, path: &Path, pool: &str, image: Option<&str>) -> anyhow::Result<()> {
+    let pending = pending_path(path);
+    if !path.exists() {
+        println!("{} does not exist: nothing to drop", path.display());
+        return remove_if_present(&pending);
+    }
+    let xattrs = Xattrs::new(path);
+    for attr in [PENDING, CREATING, SNAPSHOT] {
+        if let Some(snap) = xattrs.get(attr)? {
+            remove_snapshot(rbd, pool, image, &snap)
+                .with_context(|| format!("dropping snapshot {snap} ({attr})"))?;
+            xattrs.remove(attr)?;
+            if attr == PENDING {
+                remove_if_present(&pending)?;
+            }
+        }
+    }
+    remove_if_present(&pending)
+}
+
+/// `rbd restore`: imports a complete backup file (or snapshot file) as a new image.
+pub fn restore(rbd: &Rbd, path: &Path, pool: &str, image: &str) -> anyhow::Result<()> {
+    if !path.is_file() {
+        bail!("{} is not a backup file", path.display());
+    }
+    let xattrs = Xattrs::new(path);
+    if let Some(pending) = xattrs.get(PENDING)? {
+        bail!(
+            "{} has a partially-applied diff (user.rbd.pending-snapshot = {pending}): restore \
+             from the live backup after the next successful run, or from an older snapshot",
+            path.display()
+        );
+    }
+    if xattrs.get(SNAPSHOT)?.is_none() {
+        bail!(
+            "{} is incomplete (no user.rbd.snapshot: a fetch was interrupted); restore from an \
+             older snapshot of the backup",
+            path.display()
+        );
+    }
+    rbd.import(path, pool, image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::rbd::diff::DiffWriter;
+
+    #[test]
+    fn stream_ends_are_read_from_a_whole_stream_only() {
+        let mut w = DiffWriter::new(Vec::new()).unwrap();
+        for r in [
+            Record::FromSnap("a".into()),
+            Record::ToSnap("b".into()),
+            Record::Size(1),
+            Record::End,
+        ] {
+            w.record(&r, &[]).unwrap();
+        }
+        let bytes = w.into_inner();
+        let ends = stream_ends(&bytes[..]).unwrap();
+        assert_eq!(ends, (Some("a".into()), Some("b".into())));
+        assert!(stream_ends(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn the_tee_copies_exactly_what_the_parser_read() {
+        let bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/rbd/t-s1-s2.diff"),
+        )
+        .unwrap();
+        let mut tee = Tee {
+            inner: &bytes[..],
+            copy: Vec::new(),
+            error: None,
+        };
+        let ends = stream_ends(&mut tee).unwrap();
+        assert_eq!(ends, (Some("s1".into()), Some("s2".into())));
+        assert_eq!(tee.copy, bytes);
+        assert_eq!(
+            pending_path(Path::new("/b/rbd/p/images/vm1")),
+            Path::new("/b/rbd/p/images/vm1.pending")
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! The `rbd` command-line tool, as the original used it (github-rgw-rbd.md §3.3), with the
+//! fixes of §3.11: `snap ls --format=json` without `-l`, `import --dest-pool`, configurable
+//! executable and global arguments (`rbd-path`, `rbd-args`; CEPH_CONF and CEPH_ARGS come from
+//! the environment), and a time limit on everything (`rbd-timeout`): a short command is killed
+//! when it runs that long, an export when it sends nothing for that long. An export's child is
+//! killed and reaped whenever its [`Export`] is dropped unfinished, so a parse error or a
+//! failing unit never leaves an `rbd` behind; if the unit itself is killed, the export's pipe
+//! breaks and `rbd` dies of SIGPIPE.
+
+use crate::config::Config;
+use crate::util::process::display;
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::io::{self, Read};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How many bytes of an `rbd` command's stderr an error keeps.
+const STDERR_TAIL: usize = 2000;
+
+/// One entry of `rbd ls -l --format=json`: an image, or one of its snapshots.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PoolEntry {
+    /// The image name.
+    pub image: String,
+    /// The snapshot name, for a snapshot entry.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+}
+
+/// One entry of `rbd snap ls --format=json`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct SnapInfo {
+    /// The snapshot id.
+    pub id: u64,
+    /// The snapshot name.
+    pub name: String,
+}
+
+/// How to run `rbd`.
+#[derive(Debug, Clone)]
+pub struct Rbd {
+    program: String,
+    global_args: Vec<String>,
+    timeout: Option<Duration>,
+}
+
+impl Rbd {
+    /// From `rbd-path`, `rbd-args` and `rbd-timeout`.
+    pub fn from_config(config: &Config) -> Rbd {
+        let s = &config.settings;
+        Rbd {
+            program: s.rbd_path.clone(),
+            global_args: s.rbd_args.clone(),
+            timeout: s.rbd_timeout.limit(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.global_args).args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs a short command to the end within `rbd-timeout`; returns its stdout.
+    fn run(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+        let mut cmd = self.command(args);
+        let line = display(&cmd);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start `{line}` (is rbd-path right?)"))?;
+        let stdout = child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = out.read_to_end(&mut buf);
+                buf
+            })
+        });
+        let stderr = spawn_tail(child.stderr.take());
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let out = stdout
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        let err = join_tail(stderr);
+        match status {
+            None => bail!(
+                "`{line}` was killed after {} s (rbd-timeout){}",
+                self.timeout.unwrap_or_default().as_secs(),
+                suffix(&err)
+            ),
+            Some(s) if !s.success() => bail!("`{line}` failed ({s}){}", suffix(&err)),
+            Some(_) => Ok(out),
+        }
+    }
+
+    fn json<T: for<'de> Deserialize<'de>>(&self, args: &[&str]) -> anyhow::Result<T> {
+        let out = self.run(args)?;
+        serde_json::from_slice(&out).with_context(|| {
+            format!(
+                "`rbd {}` printed something that is not the expected JSON: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out[..out.len().min(200)])
+            )
+        })
+    }
+
+    /// Every image and snapshot of `pool` (`rbd ls -l`: opens every image, so it is used only to
+    /// find which image holds a snapshot).
+    pub fn list_pool(&self, pool: &str) -> anyhow::Result<Vec<PoolEntry>> {
+        self.json(&["ls", "-l", "-p", pool, "--format=json"])
+    }
+
+    /// The image names of `pool` (`rbd ls -p POOL --format=json`: opens no image).
+    pub fn list_images(&self, pool: &str) -> anyhow::Result<Vec<String>> {
+        self.json(&["ls", "-p", pool, "--format=json"])
+    }
+
+    /// The images of `pool` that have a snapshot named `snap`. One `rbd ls -l` first; when that
+    /// fails (it opens every image, and one image that cannot be opened, e.g. being deleted,
+    /// fails it all), `rbd snap ls` per image, skipping images that vanish meanwhile.
+    pub fn images_with_snapshot(&self, pool: &str, snap: &str) -> anyhow::Result<Vec<String>> {
+        let mut owners: Vec<String> = match self.list_pool(pool) {
+            Ok(entries) => entries
+                .into_iter()
+                .filter(|e| e.snapshot.as_deref() == Some(snap))
+                .map(|e| e.image)
+                .collect(),
+            Err(err) => {
+                tracing::debug!("{err:#}; listing snapshots image by image");
+                let mut owners = Vec::new();
+                let mut failed = Vec::new();
+                for image in self.list_images(pool)? {
+                    match self.snapshots(pool, &image) {
+                        Ok(snaps) if snaps.iter().any(|s| s.name == snap) => owners.push(image),
+                        Ok(_) => {}
+                        Err(err) => failed.push((image, err)),
+                    }
+                }
+                // An image that failed and still exists might hold the snapshot: say so rather
+                // than report it absent. One deleted meanwhile cannot.
+                if !failed.is_empty() {
+                    let now = self.list_images(pool)?;
+                    if let Some((_, err)) = failed.into_iter().find(|(i, _)| now.contains(i)) {
+                        return Err(err.context(format!("looking for snapshot {snap}")));
+                    }
+                }
+                owners
+            }
+        };
+        owners.dedup();
+        Ok(owners)
+    }
+
+    /// The snapshots of `pool/image` (`rbd snap ls IMAGE -p POOL --format=json`).
+    pub fn snapshots(&self, pool: &str, image: &str) -> anyhow::Result<Vec<SnapInfo>> {
+        self.json(&["snap", "ls", image, "-p", pool, "--format=json"])
+            .with_context(|| format!("listing the snapshots of RBD image {pool}/{image}"))
+    }
+
+    /// Creates snapshot `snap` of `pool/image`.
+    pub fn snap_create(&self, pool: &str, image: &str, snap: &str) -> anyhow::Result<()> {
+        self.mutate(&[
+            "snap", "create", "--image", image, "--snap", snap, "-p", pool,
+        ])
+    }
+
+    /// Removes snapshot `snap` of `pool/image`; a snapshot that is already gone counts as
+    /// removed (checked by listing, not by parsing messages). Returns whether it existed.
+    pub fn snap_remove(&self, pool: &str, image: &str, snap: &str) -> anyhow::Result<bool> {
+        let present = |rbd: &Rbd| -> anyhow::Result<bool> {
+            Ok(rbd.snapshots(pool, image)?.iter().any(|s| s.name == snap))
+        };
+        if !present(self)? {
+            return Ok(false);
+        }
+        let removed = self.mutate(&["snap", "rm", "--image", image, "--snap", snap, "-p", pool]);
+        match removed {
+            Ok(()) => Ok(true),
+            Err(err) if !present(self).unwrap_or(true) => {
+                tracing::debug!("{err:#} (the snapshot is gone anyway)");
+                Ok(true)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn mutate(&self, args: &[&str]) -> anyhow::Result<()> {
+        println!("{}", display(&self.command(args)));
+        self.run(args).map(drop)
+    }
+
+    /// Starts `rbd export-diff` of `pool/image@snap` (from `from` when given) to a pipe.
+    pub fn export_diff(
+        &self,
+        pool: &str,
+        image: &str,
+        snap: &str,
+        from: Option<&str>,
+    ) -> anyhow::Result<Export> {
+        let mut args = vec![
+            "export-diff",
+            "--no-progress",
+            "-p",
+            pool,
+            image,
+            "--snap",
+            snap,
+            "-",
+        ];
+        if let Some(from) = from {
+            args.extend(["--from-snap", from]);
+        }
+        let mut cmd = self.command(&args);
+        let line = display(&cmd);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start `{line}` (is rbd-path right?)"))?;
+        let stdout = child.stdout.take();
+        let stderr = spawn_tail(child.stderr.take());
+        let watchdog = self.timeout.map(|t| Watchdog::start(child.id(), t));
+        Ok(Export {
+            child,
+            stdout,
+            stderr,
+            watchdog,
+            line,
+            reaped: false,
+        })
+    }
+
+    /// `rbd import --no-progress --dest-pool POOL PATH IMAGE` (a new image; no time limit, the
+    /// file is local).
+    pub fn import(&self, path: &Path, pool: &str, image: &str) -> anyhow::Result<()> {
+        let mut cmd = self.command(&["import", "--no-progress", "--dest-pool", pool]);
+        cmd.arg(path).arg(image);
+        let line = display(&cmd);
+        println!("{line}");
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        if !status.success() {
+            bail!("`{line}` failed ({status})");
+        }
+        Ok(())
+    }
+}
+
+/// A running `rbd export-diff`: read its stream, then [`Export::finish`] to check its exit.
+pub struct Export {
+    child: Child,
+    stdout: Option<ChildStdout>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    watchdog: Option<Watchdog>,
+    line: String,
+    reaped: bool,
+}
+
+impl Read for Export {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(out) = self.stdout.as_mut() else {
+            return Ok(0);
+        };
+        let n = out.read(buf)?;
+        if let Some(w) = &self.watchdog {
+            w.progress();
+        }
+        Ok(n)
+    }
+}
+
+impl Export {
+    /// Waits for `rbd` to exit (after the stream was read to its end) and checks its status.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        self.stdout = None;
+        let status = self
+            .child
+            .wait()
+            .with_context(|| format!("waiting for `{}`", self.line));
+        self.reaped = true;
+        let fired = self.watchdog.take().is_some_and(Watchdog::stop);
+        let err = join_tail(self.stderr.take());
+        let status = status?;
+        if fired {
+            bail!(
+                "`{}` sent nothing for too long and was killed (rbd-timeout){}",
+                self.line,
+                suffix(&err)
+            );
+        }
+        if !status.success() {
+            bail!("`{}` failed ({status}){}", self.line, suffix(&err));
+        }
+        Ok(())
+    }
+
+    /// The command line, for messages.
+    pub fn command_line(&self) -> &str {
+        &self.line
+    }
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        if !self.reaped {
+            if let Some(w) = self.watchdog.take() {
+                w.stop();
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Kills a child that makes no progress for `limit`.
+struct Watchdog {
+    shared: Arc<WatchShared>,
+    thread: JoinHandle<()>,
+}
+
+struct WatchShared {
+    start: Instant,
+    last_ms: AtomicU64,
+    done: AtomicBool,
+    fired: AtomicBool,
+}
+
+impl Watchdog {
+    fn start(pid: u32, limit: Duration) -> Watchdog {
+        let shared = Arc::new(WatchShared {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+            fired: AtomicBool::new(false),
+        });
+        let s = Arc::clone(&shared);
+        let thread = std::thread::spawn(move || {
+            while !s.done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(100));
+                let now = s.start.elapsed().as_millis() as u64;
+                let idle = now.saturating_sub(s.last_ms.load(Ordering::Acquire));
+                if idle > limit.as_millis() as u64 {
+                    // The child is not reaped before `done` is set and this thread joined, so
+                    // the pid is still ours.
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                    s.fired.store(true, Ordering::Release);
+                    return;
+                }
+            }
+        });
+        Watchdog { shared, thread }
+    }
+
+    fn progress(&self) {
+        let ms = self.shared.start.elapsed().as_millis() as u64;
+        self.shared.last_ms.store(ms, Ordering::Release);
+    }
+
+    /// Stops the watchdog; returns whether it killed the child.
+    fn stop(self) -> bool {
+        self.shared.done.store(true, Ordering::Release);
+        let _ = self.thread.join();
+        self.shared.fired.load(Ordering::Acquire)
+    }
+}
+
+/// Reads a child's stderr on a thread, keeping its last [`STDERR_TAIL`] bytes.
+fn spawn_tail(stderr: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
+    stderr.map(|mut err| {
+        std::thread::spawn(move || {
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+            let start = tail.len().saturating_sub(STDERR_TAIL);
+            tail.split_off(start)
+        })
+    })
+}
+
+fn join_tail(handle: Option<JoinHandle<Vec<u8>>>) -> String {
+    let bytes = handle
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).trim().to_string()
+}
+
+fn suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(script: &str, timeout: u64) -> (tempfile::TempDir, Rbd) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rbd");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rbd = Rbd {
+            program: path.to_string_lossy().into_owned(),
+            global_args: vec!["--id".into(), "backup".into()],
+            timeout: Some(Duration::from_secs(timeout)),
+        };
+        (dir, rbd)
+    }
+
+    #[test]
+    fn snapshot_listings_parse_and_global_args_come_first() {
+        let (_d, rbd) = fake(
+            r#"[ "$1 $2" = "--id backup" ] || exit 9
+echo '[{"id":14,"name":"s1","size":16777216,"protected":"false","timestamp":"x"}]'"#,
+            5,
+        );
+        let snaps = rbd.snapshots("rbd", "img").unwrap();
+        assert_eq!(
+            snaps,
+            [SnapInfo {
+                id: 14,
+                name: "s1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn failures_and_hangs_are_errors_with_stderr() {
+        let (_d, rbd) = fake("echo 'rbd: error opening image' >&2; exit 2", 5);
+        let err = format!("{:#}", rbd.list_pool("p").unwrap_err());
+        assert!(
+            err.contains("error opening image") && err.contains("ls -l -p p"),
+            "{err}"
+        );
+        let (_d, rbd) = fake("exec sleep 30", 1);
+        let t = Instant::now();
+        let err = format!("{:#}", rbd.list_pool("p").unwrap_err());
+        assert!(err.contains("rbd-timeout"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_stalled_export_is_killed_and_a_dropped_one_is_reaped() {
+        let (_d, rbd) = fake("printf 'rbd diff v1\\n'; exec sleep 30", 1);
+        let mut export = rbd.export_diff("p", "i", "s", None).unwrap();
+        let t = Instant::now();
+        let mut all = Vec::new();
+        export.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"rbd diff v1\n");
+        let err = format!("{:#}", export.finish().unwrap_err());
+        assert!(err.contains("rbd-timeout"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+
+        let (_d, rbd) = fake("exec sleep 30", 100);
+        let export = rbd.export_diff("p", "i", "s", Some("a")).unwrap();
+        let pid = export.child.id();
+        drop(export);
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "reaped");
+    }
+}
