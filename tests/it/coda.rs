@@ -4,6 +4,7 @@
 //! the failure fixtures of core-rsync-coda.md §13 use the ssh stand-in, where sshd adds nothing.
 
 use crate::harness::coda::{BACKUP_ID, CodaTar, FakeCoda, VOLUME_ID};
+use crate::harness::deltaic::Run;
 use crate::harness::sshd::Sshd;
 use crate::harness::tree::{mode, stat_xattr};
 use std::ffi::OsStr;
@@ -11,7 +12,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use tempfile::TempDir;
 
 const HOST1: &str = "host1.example.test";
@@ -26,38 +27,6 @@ struct Env {
     dir: TempDir,
     fake: FakeCoda,
     sshd: Option<Sshd>,
-}
-
-struct Run {
-    out: Output,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.out.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-    fn success(self) -> Run {
-        assert!(
-            self.out.status.success(),
-            "deltaic failed:\n{}\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-    fn failure(self) -> Run {
-        assert_eq!(
-            self.out.status.code(),
-            Some(1),
-            "expected failure:\n{}\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
 }
 
 impl Env {

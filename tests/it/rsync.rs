@@ -5,6 +5,7 @@
 //! the in-progress marker (a scrub after an interrupted run), and `--inplace` next to hard
 //! links on ext4 (copies) and btrfs (clones).
 
+use crate::harness::deltaic::Run;
 use crate::harness::sshd::Sshd;
 use crate::harness::tree::{
     assert_fake_super_copy, chmod, mode, populate_metadata_tree, stat_xattr,
@@ -13,7 +14,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use tempfile::TempDir;
 
 const HOST1: &str = "host1.example.test";
@@ -23,38 +24,6 @@ const HOST2: &str = "host2.example.test";
 struct Env {
     sshd: Sshd,
     dir: TempDir,
-}
-
-struct Run {
-    out: Output,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.out.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-    fn success(self) -> Run {
-        assert!(
-            self.out.status.success(),
-            "deltaic failed:\n{}\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-    fn failure(self) -> Run {
-        assert_eq!(
-            self.out.status.code(),
-            Some(1),
-            "expected failure:\n{}\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
 }
 
 impl Env {

@@ -37,6 +37,47 @@ impl From<Output> for Ran {
     }
 }
 
+/// The raw output of one command, with accessors that assert how it ended.
+pub struct Run {
+    /// What the command left.
+    pub out: Output,
+}
+
+impl Run {
+    /// Standard output, lossily decoded.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    /// Standard error, lossily decoded.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    /// Asserts exit 0 (showing both streams otherwise).
+    pub fn success(self) -> Run {
+        assert!(
+            self.out.status.success(),
+            "deltaic failed:\n{}\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    /// Asserts exit 1, deltaic's failure status (showing both streams otherwise).
+    pub fn failure(self) -> Run {
+        assert_eq!(
+            self.out.status.code(),
+            Some(1),
+            "expected failure:\n{}\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
 impl Deltaic {
     /// Commands using the config file `config`.
     pub fn new(config: &Path) -> Deltaic {
