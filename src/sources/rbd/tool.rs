@@ -481,6 +481,30 @@ echo '[{"id":14,"name":"s1","size":16777216,"protected":"false","timestamp":"x"}
     }
 
     #[test]
+    fn snap_rm_is_tried_first_and_a_failure_is_judged_by_listing() {
+        // `snap rm` succeeds: one call, nothing listed.
+        let (d, rbd) = fake(r#"echo "$3 $4" >> "$(dirname "$0")/calls""#, 5);
+        assert!(rbd.snap_remove("p", "i", "s1").unwrap());
+        let calls = std::fs::read_to_string(d.path().join("calls")).unwrap();
+        assert_eq!(calls, "snap rm\n");
+        // It fails and the snapshot is not listed: gone, not an error.
+        let (_d, rbd) = fake(
+            r#"[ "$4" = ls ] && { echo '[{"id":1,"name":"other"}]'; exit 0; }
+echo 'rbd: failed to remove snapshot: (2) No such file or directory' >&2; exit 2"#,
+            5,
+        );
+        assert!(!rbd.snap_remove("p", "i", "s1").unwrap());
+        // It fails and the snapshot is still there: the failure stands.
+        let (_d, rbd) = fake(
+            r#"[ "$4" = ls ] && { echo '[{"id":1,"name":"s1"}]'; exit 0; }
+echo 'rbd: snapshot is protected' >&2; exit 16"#,
+            5,
+        );
+        let err = format!("{:#}", rbd.snap_remove("p", "i", "s1").unwrap_err());
+        assert!(err.contains("snapshot is protected"), "{err}");
+    }
+
+    #[test]
     fn failures_and_hangs_are_errors_with_stderr() {
         let (_d, rbd) = fake("echo 'rbd: error opening image' >&2; exit 2", 5);
         let err = format!("{:#}", rbd.list_pool("p").unwrap_err());
