@@ -429,8 +429,11 @@ fn sigkill_at_every_step_then_a_rerun_converges_without_leaking_snapshots() {
         "after-snap-create",
         "after-stage",
         "after-pending",
+        // The apply and the old base's `snap rm` overlap: each is killed before the other
+        // is done, then after both.
         "after-apply",
         "after-snap-rm",
+        "after-apply-and-snap-rm",
         "after-rebase",
     ];
     for (i, step) in steps.iter().enumerate() {
@@ -438,11 +441,25 @@ fn sigkill_at_every_step_then_a_rerun_converges_without_leaking_snapshots() {
             &image,
             &[json!(["write", (i as u64) * OBJECT + 5, 2 * OBJECT, i])],
         );
+        let base = xattr(&path, "user.rbd.snapshot").unwrap();
         let ran = env
             .deltaic()
             .env("DELTAIC_RBD_CRASH_AT", step)
             .run(["rbd", "backup", POOL, "vm"]);
         assert_eq!(ran.code, None, "{step}: killed\n{}", ran.stderr);
+        // Each side of the overlap is killed before the other is done.
+        let base_kept = env.snapshots(&image).contains(&base);
+        match *step {
+            "after-snap-rm" => {
+                assert!(!base_kept, "{step}: the old base is gone");
+                assert!(
+                    fs::read(&path).unwrap() != env.export(&image, None),
+                    "{step}: the diff is not applied yet"
+                );
+            }
+            "after-apply" => assert!(base_kept, "{step}: the old base is still there"),
+            _ => {}
+        }
         if *step == "after-pending" {
             let refused =
                 env.deltaic()
@@ -463,6 +480,41 @@ fn sigkill_at_every_step_then_a_rerun_converges_without_leaking_snapshots() {
         }
         env.assert_backup_current("vm", &image);
         // A second run after recovery is an ordinary incremental one.
+        backup(&env, &["rbd", "vm"]);
+        env.assert_backup_current("vm", &image);
+    }
+    // The base lost while the file is settled: the snapshot created alongside `snap ls` is
+    // fetched whole. Killed at each step of that path, the rerun converges.
+    for (i, step) in ["after-snap-create", "after-base-lost", "after-full-fetch"]
+        .iter()
+        .enumerate()
+    {
+        let base = xattr(&path, "user.rbd.snapshot").unwrap();
+        env.ceph.run(
+            "rbd",
+            &[
+                "snap",
+                "rm",
+                "--no-progress",
+                &format!("{POOL}/{image}@{base}"),
+            ],
+        );
+        env.drive(
+            &image,
+            &[json!(["write", (i as u64) * OBJECT, OBJECT, 50 + i])],
+        );
+        let ran = env
+            .deltaic()
+            .env("DELTAIC_RBD_CRASH_AT", step)
+            .run(["rbd", "backup", POOL, "vm"]);
+        assert_eq!(ran.code, None, "{step} (lost base): killed\n{}", ran.stderr);
+        if *step != "after-snap-create" {
+            assert_eq!(
+                xattr(&path, "user.rbd.snapshot"),
+                None,
+                "{step}: incomplete"
+            );
+        }
         backup(&env, &["rbd", "vm"]);
         env.assert_backup_current("vm", &image);
     }

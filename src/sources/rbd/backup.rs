@@ -8,15 +8,26 @@
 //! 2. with a base snapshot on the image: **stage** (record `creating-snapshot` N, `snap create`
 //!    N, `export-diff --from-snap base` piped through the strict parser into `<file>.pending`,
 //!    fsync, then `pending-snapshot` = N), **apply** the staged diff to the file (only changed
-//!    blocks are written), fsync, **rebase** (`snap rm` base, `snapshot` = N, clear the others,
+//!    blocks are written) and fsync it while the old base is removed (`snap rm`: the staged,
+//!    recorded diff no longer needs it), then **rebase** (`snapshot` = N, clear the others,
 //!    unlink `<file>.pending`);
 //! 3. without one (first run, or the base was lost): a **full fetch** of a new snapshot into the
 //!    file, compared block by block with what the file already holds; `snapshot` is removed
 //!    first and set last, so an interrupted fetch is never taken for a complete backup.
 //!
+//! In the common case (the file records a base and nothing else: no earlier run to recover)
+//! N is recorded first, then `snap ls` (for the stray report and to confirm the base) runs
+//! while N is created; if the base turns out to be gone, N is the snapshot fetched whole.
+//! Otherwise `snap ls` comes first, then recovery, then N. So a snapshot is always recorded
+//! before it is created, and the one being created is never reported as a stray.
+//!
 //! Every step is idempotent: a rerun after a crash anywhere converges, including after `snap rm`
-//! of the base succeeded and the xattr update did not ("already gone" is success). `rbd` is
-//! only asked to remove snapshots named `backup-*` that this file's xattrs record.
+//! of the base succeeded and the apply or the xattr update did not ("already gone" is
+//! success). `rbd` is only asked to remove snapshots named `backup-*` that this file's xattrs
+//! record. The crash points ([`state::crash_point`]) are, in order: `after-intent`,
+//! `after-snap-create`, then `after-stage`, `after-pending`, `after-snap-rm` and `after-apply`
+//! (the two concurrent steps, each killed before the other is done), `after-apply-and-snap-rm`,
+//! `after-rebase`; or `after-base-lost` and `after-full-fetch`.
 
 use super::apply::{self, CHUNK, ImageFile, Mode, Stats};
 use super::config::PENDING_SUFFIX;
@@ -93,47 +104,10 @@ impl<'a> ImageUnit<'a> {
     pub fn backup(&self, scrub: bool) -> anyhow::Result<Outcome> {
         let dir = self.path.parent().expect("unit paths have a parent");
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let snaps = self.rbd.snapshots(self.pool, self.image).with_context(|| {
-            format!(
-                "the RBD image {}/{} cannot be listed: does it exist? (if it was deleted on \
-                 purpose, remove it from the config and run `deltaic rbd drop {} FRIENDLY`)",
-                self.pool, self.image, self.pool
-            )
-        })?;
-        let has = |name: &str| snaps.iter().any(|s: &SnapInfo| s.name == name);
         let mut outcome = Outcome::default();
-        self.report_strays(&snaps, &mut outcome)?;
-        self.recover(&has, &mut outcome)?;
-        let fetched_whole = match self.xattrs.get(SNAPSHOT)? {
-            Some(base) if has(&base) => {
-                self.incremental(&base, &mut outcome)?;
-                false
-            }
-            Some(base) => {
-                outcome.warn(format!(
-                    "base snapshot {base} of {} is not on RBD image {}/{} (removed, or the \
-                     config now names another image): fetching the whole image again",
-                    self.path.display(),
-                    self.pool,
-                    self.image
-                ));
-                // If the config names another image now, the old one still holds it. Not
-                // finding it must not block the backup forever: it is then only reported.
-                if let Err(err) = remove_snapshot(self.rbd, self.pool, None, &base) {
-                    outcome.warn(format!(
-                        "could not remove the old base snapshot {base} from pool {} ({err:#}); \
-                         remove it by hand with `rbd snap rm` if it still exists",
-                        self.pool
-                    ));
-                }
-                self.xattrs.remove(SNAPSHOT)?;
-                self.full_fetch(&mut outcome)?;
-                true
-            }
-            None => {
-                self.full_fetch(&mut outcome)?;
-                true
-            }
+        let fetched_whole = match self.settled_base()? {
+            Some(base) => self.next_from_settled(&base, &mut outcome)?,
+            None => self.recover_then_next(&mut outcome)?,
         };
         if scrub && fetched_whole {
             // The full fetch just compared every byte with the snapshot.
@@ -153,6 +127,109 @@ impl<'a> ImageUnit<'a> {
             outcome.scrub_mismatches = Some(mismatches);
         }
         Ok(outcome)
+    }
+
+    /// The base snapshot when the file is settled (module doc, step 2): `snapshot` set, no
+    /// `pending-snapshot` or `creating-snapshot` left by an earlier run.
+    fn settled_base(&self) -> anyhow::Result<Option<String>> {
+        if self.xattrs.get(PENDING)?.is_some() || self.xattrs.get(CREATING)?.is_some() {
+            return Ok(None);
+        }
+        self.xattrs.get(SNAPSHOT)
+    }
+
+    /// The snapshots of the image, with a hint when it cannot be listed.
+    fn list_snapshots(&self) -> anyhow::Result<Vec<SnapInfo>> {
+        self.rbd.snapshots(self.pool, self.image).with_context(|| {
+            format!(
+                "the RBD image {}/{} cannot be listed: does it exist? (if it was deleted on \
+                 purpose, remove it from the config and run `deltaic rbd drop {} FRIENDLY`)",
+                self.pool, self.image, self.pool
+            )
+        })
+    }
+
+    /// The common case (module doc, step 2): the new snapshot is recorded, then created while
+    /// the image is listed (for the stray report and to confirm the base). Then an
+    /// incremental update, or, if the base is gone, a full fetch of the new snapshot. Returns
+    /// whether the image was fetched whole.
+    fn next_from_settled(&self, base: &str, outcome: &mut Outcome) -> anyhow::Result<bool> {
+        let snap = self.record_new_snapshot()?;
+        let (listed, created) = std::thread::scope(|s| {
+            let create = s.spawn(|| self.rbd.snap_create(self.pool, self.image, &snap));
+            let listed = self.list_snapshots();
+            let created = create
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (listed, created)
+        });
+        // A listing error says more (a missing image) than the failed create it implies.
+        let snaps = match listed.and_then(|snaps| created.map(|()| snaps)) {
+            Ok(snaps) => snaps,
+            // It may exist anyway (killed by rbd-timeout after the fact): removed if so.
+            Err(err) => return Err(self.undo_snapshot(&snap, err)),
+        };
+        crash_point("after-snap-create");
+        // `snap` may be listed: it is recorded in `creating-snapshot`, so never a stray.
+        self.report_strays(&snaps, outcome)?;
+        if snaps.iter().any(|s| s.name == base) {
+            self.incremental(base, &snap, outcome)?;
+            Ok(false)
+        } else {
+            self.forget_lost_base(base, outcome)?;
+            self.full_fetch(Some(snap), outcome)?;
+            Ok(true)
+        }
+    }
+
+    /// After a crash, a failure or on the first run (module doc, steps 1 and 3): list the
+    /// image, recover, then record and create a new snapshot and update from the base, or
+    /// fetch it whole. Returns whether the image was fetched whole.
+    fn recover_then_next(&self, outcome: &mut Outcome) -> anyhow::Result<bool> {
+        let snaps = self.list_snapshots()?;
+        let has = |name: &str| snaps.iter().any(|s: &SnapInfo| s.name == name);
+        self.report_strays(&snaps, outcome)?;
+        self.recover(&has, outcome)?;
+        match self.xattrs.get(SNAPSHOT)? {
+            Some(base) if has(&base) => {
+                let snap = self.create_snapshot()?;
+                self.incremental(&base, &snap, outcome)?;
+                Ok(false)
+            }
+            Some(base) => {
+                self.forget_lost_base(&base, outcome)?;
+                self.full_fetch(None, outcome)?;
+                Ok(true)
+            }
+            None => {
+                self.full_fetch(None, outcome)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The base snapshot is not on the image: warn, remove it from whichever image of the
+    /// pool still holds it, and clear `snapshot` (a full fetch follows).
+    fn forget_lost_base(&self, base: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
+        outcome.warn(format!(
+            "base snapshot {base} of {} is not on RBD image {}/{} (removed, or the config now \
+             names another image): fetching the whole image again",
+            self.path.display(),
+            self.pool,
+            self.image
+        ));
+        // If the config names another image now, the old one still holds it. Not finding it
+        // must not block the backup forever: it is then only reported.
+        if let Err(err) = remove_snapshot(self.rbd, self.pool, None, base) {
+            outcome.warn(format!(
+                "could not remove the old base snapshot {base} from pool {} ({err:#}); remove \
+                 it by hand with `rbd snap rm` if it still exists",
+                self.pool
+            ));
+        }
+        self.xattrs.remove(SNAPSHOT)?;
+        crash_point("after-base-lost");
+        Ok(())
     }
 
     /// Warns about `backup-*` snapshots on the image that this file does not record (another
@@ -248,25 +325,31 @@ impl<'a> ImageUnit<'a> {
         remove_if_present(&self.pending)
     }
 
-    /// Stages the diff from `base` to a new snapshot, then applies and rebases it.
-    fn incremental(&self, base: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
+    /// Stages the diff from `base` to the new snapshot `snap` (recorded and created), then
+    /// applies and rebases it.
+    fn incremental(&self, base: &str, snap: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
         remove_if_present(&self.pending)?;
-        let snap = self.create_snapshot()?;
-        if let Err(err) = self.stage(base, &snap) {
+        if let Err(err) = self.stage(base, snap) {
             let _ = fs::remove_file(&self.pending);
-            return Err(self.undo_snapshot(&snap, err));
+            return Err(self.undo_snapshot(snap, err));
         }
         crash_point("after-stage");
-        self.xattrs.set(PENDING, &snap)?;
+        self.xattrs.set(PENDING, snap)?;
         crash_point("after-pending");
-        self.apply_pending(&snap, outcome)
+        self.apply_pending(snap, outcome)
+    }
+
+    /// Records a new snapshot name in `creating-snapshot` (durably, before it is created).
+    fn record_new_snapshot(&self) -> anyhow::Result<String> {
+        let snap = state::new_snapshot_name();
+        self.xattrs.set(CREATING, &snap)?;
+        crash_point("after-intent");
+        Ok(snap)
     }
 
     /// Records, then creates, a new snapshot of the image.
     fn create_snapshot(&self) -> anyhow::Result<String> {
-        let snap = state::new_snapshot_name();
-        self.xattrs.set(CREATING, &snap)?;
-        crash_point("after-intent");
+        let snap = self.record_new_snapshot()?;
         if let Err(err) = self.rbd.snap_create(self.pool, self.image, &snap) {
             // It may exist anyway (killed by rbd-timeout after the fact): removed if so.
             return Err(self.undo_snapshot(&snap, err));
@@ -317,10 +400,53 @@ impl<'a> ImageUnit<'a> {
         Ok(())
     }
 
-    /// Applies the staged diff to `snap`, then rebases: `snap rm` of the old base (gone is
-    /// fine), `snapshot` = `snap`, the other xattrs cleared, `<file>.pending` removed.
+    /// Applies the staged diff to `snap` while the old base is removed (`snap rm`, gone is
+    /// fine: the staged diff no longer needs it), then rebases: `snapshot` = `snap`, the other
+    /// xattrs cleared, `<file>.pending` removed.
     fn apply_pending(&self, snap: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
-        let base = self.xattrs.get(SNAPSHOT)?;
+        let base = self.xattrs.get(SNAPSHOT)?.filter(|b| b != snap);
+        let (applied, removed) = std::thread::scope(|s| {
+            let remove = base.as_deref().map(|base| {
+                s.spawn(move || {
+                    state::hold_for_crash("after-apply");
+                    remove_snapshot(self.rbd, self.pool, Some(self.image), base)?;
+                    // The file may still be being written: a crash here leaves the base
+                    // gone and the diff not yet (or half) applied; the next run applies it.
+                    crash_point("after-snap-rm");
+                    Ok::<(), anyhow::Error>(())
+                })
+            });
+            if remove.is_some() {
+                state::hold_for_crash("after-snap-rm");
+            }
+            let applied = self.apply_staged(snap);
+            let removed = remove.map(|r| {
+                r.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            (applied, removed)
+        });
+        let stats = applied?;
+        removed.transpose()?;
+        crash_point("after-apply-and-snap-rm");
+        outcome.add(&stats);
+        println!(
+            "{}: applied {} bytes of diff ({} rewritten, {} zeroed), {} total",
+            self.path.display(),
+            stats.data_bytes,
+            stats.bytes_written,
+            stats.bytes_zeroed,
+            stats.size
+        );
+        self.xattrs.set(SNAPSHOT, snap)?;
+        crash_point("after-rebase");
+        self.xattrs.remove(PENDING)?;
+        self.xattrs.remove(CREATING)?;
+        remove_if_present(&self.pending)
+    }
+
+    /// Applies `<file>.pending` (which must lead to `snap`) to the file and syncs it.
+    fn apply_staged(&self, snap: &str) -> anyhow::Result<Stats> {
         let staged = File::open(&self.pending)
             .with_context(|| format!("opening {}", self.pending.display()))?;
         let mut reader = DiffReader::new(BufReader::with_capacity(CHUNK, staged))
@@ -342,33 +468,21 @@ impl<'a> ImageUnit<'a> {
             );
         }
         file.sync()?;
+        // The old base's `snap rm` may still be running (or not started).
         crash_point("after-apply");
-        outcome.add(&stats);
-        println!(
-            "{}: applied {} bytes of diff ({} rewritten, {} zeroed), {} total",
-            self.path.display(),
-            stats.data_bytes,
-            stats.bytes_written,
-            stats.bytes_zeroed,
-            stats.size
-        );
-        if let Some(base) = base.as_deref().filter(|b| *b != snap) {
-            remove_snapshot(self.rbd, self.pool, Some(self.image), base)?;
-        }
-        crash_point("after-snap-rm");
-        self.xattrs.set(SNAPSHOT, snap)?;
-        crash_point("after-rebase");
-        self.xattrs.remove(PENDING)?;
-        self.xattrs.remove(CREATING)?;
-        remove_if_present(&self.pending)
+        Ok(stats)
     }
 
-    /// Fetches a new snapshot whole into the file (module doc, step 3).
-    fn full_fetch(&self, outcome: &mut Outcome) -> anyhow::Result<()> {
+    /// Fetches a new snapshot whole into the file (module doc, step 3): `made` when it is
+    /// already recorded and created, else one made now.
+    fn full_fetch(&self, made: Option<String>, outcome: &mut Outcome) -> anyhow::Result<()> {
         remove_if_present(&self.pending)?;
         ImageFile::open(&self.path, true)?;
         self.xattrs.remove(SNAPSHOT)?;
-        let snap = self.create_snapshot()?;
+        let snap = match made {
+            Some(snap) => snap,
+            None => self.create_snapshot()?,
+        };
         let stats = match scrub::sync_full(self.rbd, self.pool, self.image, &snap, &self.path) {
             Ok(stats) => stats,
             Err(err) => return Err(self.undo_snapshot(&snap, err)),

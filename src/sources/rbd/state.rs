@@ -104,12 +104,26 @@ pub fn new_snapshot_name() -> String {
 /// Fault injection for the crash tests: when [`CRASH_ENV`] names `step`, the process SIGKILLs
 /// itself here, as a power loss would stop it (no destructor, no cleanup).
 pub fn crash_point(step: &str) {
-    if std::env::var_os(CRASH_ENV).is_some_and(|v| v == step) {
+    if crash_armed(step) {
         eprintln!("deltaic: {CRASH_ENV}={step}: killing myself");
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
+}
+
+/// For the crash tests of two concurrent steps: when [`CRASH_ENV`] names `step`, a crash point
+/// on another thread, this thread waits there to be killed with it, so the kill lands in the
+/// state the step names (the other step not done yet) whatever the timing.
+pub fn hold_for_crash(step: &str) {
+    if crash_armed(step) {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        panic!("{CRASH_ENV}={step}: the crash point was never reached");
+    }
+}
+
+fn crash_armed(step: &str) -> bool {
+    std::env::var_os(CRASH_ENV).is_some_and(|v| v == step)
 }
 
 #[cfg(test)]

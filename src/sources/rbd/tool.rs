@@ -75,15 +75,23 @@ impl Rbd {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start `{line}` (is rbd-path right?)"))?;
+        // The reader says when stdout closes, which is when `rbd` exits: waiting for that
+        // (instead of polling the child from the start) costs no latency per call.
+        let (closed_tx, closed) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().map(|mut out| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let _ = out.read_to_end(&mut buf);
+                let _ = closed_tx.send(());
                 buf
             })
         });
         let stderr = spawn_tail(child.stderr.take());
         let deadline = self.timeout.map(|t| Instant::now() + t);
+        let _ = match deadline {
+            Some(d) => closed.recv_timeout(d.saturating_duration_since(Instant::now())),
+            None => closed.recv().map_err(Into::into),
+        };
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
@@ -93,7 +101,7 @@ impl Rbd {
                 let _ = child.wait();
                 break None;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(1));
         };
         let out = stdout
             .map(|t| t.join().unwrap_or_default())
@@ -182,22 +190,25 @@ impl Rbd {
     }
 
     /// Removes snapshot `snap` of `pool/image`; a snapshot that is already gone counts as
-    /// removed (checked by listing, not by parsing messages). Returns whether it existed.
+    /// removed. `snap rm` is tried first (the common case costs one call); only when it fails
+    /// is the image listed, so "gone" is decided by listing, not by parsing messages. Returns
+    /// `true` when this call removed it, `false` when it is not on the image (or went away
+    /// while `snap rm` failed).
     pub fn snap_remove(&self, pool: &str, image: &str, snap: &str) -> anyhow::Result<bool> {
-        let present = |rbd: &Rbd| -> anyhow::Result<bool> {
-            Ok(rbd.snapshots(pool, image)?.iter().any(|s| s.name == snap))
+        let Err(err) = self.mutate(&["snap", "rm", "--image", image, "--snap", snap, "-p", pool])
+        else {
+            return Ok(true);
         };
-        if !present(self)? {
-            return Ok(false);
-        }
-        let removed = self.mutate(&["snap", "rm", "--image", image, "--snap", snap, "-p", pool]);
-        match removed {
-            Ok(()) => Ok(true),
-            Err(err) if !present(self).unwrap_or(true) => {
-                tracing::debug!("{err:#} (the snapshot is gone anyway)");
-                Ok(true)
+        match self.snapshots(pool, image) {
+            Ok(listed) if listed.iter().any(|s| s.name == snap) => Err(err),
+            Ok(_) => {
+                tracing::debug!("{err:#} (the snapshot is not there)");
+                Ok(false)
             }
-            Err(err) => Err(err),
+            Err(list) => Err(err.context(format!(
+                "snapshot {snap} of {pool}/{image} could not be removed, and listing the \
+                 image failed too ({list:#})"
+            ))),
         }
     }
 
@@ -291,12 +302,19 @@ impl Export {
     /// Waits for `rbd` to exit (after the stream was read to its end) and checks its status.
     pub fn finish(mut self) -> anyhow::Result<()> {
         self.stdout = None;
+        // Wait for the exit without reaping, so the watchdog (still armed, in case `rbd`
+        // hangs after closing its stdout) never signals a pid that could be reused.
+        {
+            use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+            let pid = WaitId::Pid(Pid::from_child(&self.child));
+            let _ = waitid(pid, WaitIdOptions::EXITED | WaitIdOptions::NOWAIT);
+        }
+        let fired = self.watchdog.take().is_some_and(Watchdog::stop);
         let status = self
             .child
             .wait()
             .with_context(|| format!("waiting for `{}`", self.line));
         self.reaped = true;
-        let fired = self.watchdog.take().is_some_and(Watchdog::stop);
         let err = join_tail(self.stderr.take());
         let status = status?;
         if fired {
@@ -333,13 +351,14 @@ impl Drop for Export {
 /// Kills a child that makes no progress for `limit`.
 struct Watchdog {
     shared: Arc<WatchShared>,
+    /// Dropped by [`Watchdog::stop`], which wakes the thread at once.
+    stop: std::sync::mpsc::Sender<()>,
     thread: JoinHandle<()>,
 }
 
 struct WatchShared {
     start: Instant,
     last_ms: AtomicU64,
-    done: AtomicBool,
     fired: AtomicBool,
 }
 
@@ -348,18 +367,20 @@ impl Watchdog {
         let shared = Arc::new(WatchShared {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
-            done: AtomicBool::new(false),
             fired: AtomicBool::new(false),
         });
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let s = Arc::clone(&shared);
         let thread = std::thread::spawn(move || {
-            while !s.done.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(100));
+            // Wakes every 100 ms to check progress, and at once when stopped.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_millis(100))
+            {
                 let now = s.start.elapsed().as_millis() as u64;
                 let idle = now.saturating_sub(s.last_ms.load(Ordering::Acquire));
                 if idle > limit.as_millis() as u64 {
-                    // The child is not reaped before `done` is set and this thread joined, so
-                    // the pid is still ours.
+                    // The child is not reaped before the sender is dropped and this thread
+                    // joined, so the pid is still ours.
                     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                     }
@@ -368,7 +389,11 @@ impl Watchdog {
                 }
             }
         });
-        Watchdog { shared, thread }
+        Watchdog {
+            shared,
+            stop,
+            thread,
+        }
     }
 
     fn progress(&self) {
@@ -378,7 +403,7 @@ impl Watchdog {
 
     /// Stops the watchdog; returns whether it killed the child.
     fn stop(self) -> bool {
-        self.shared.done.store(true, Ordering::Release);
+        drop(self.stop);
         let _ = self.thread.join();
         self.shared.fired.load(Ordering::Acquire)
     }
@@ -453,6 +478,30 @@ echo '[{"id":14,"name":"s1","size":16777216,"protected":"false","timestamp":"x"}
                 name: "s1".into()
             }]
         );
+    }
+
+    #[test]
+    fn snap_rm_is_tried_first_and_a_failure_is_judged_by_listing() {
+        // `snap rm` succeeds: one call, nothing listed.
+        let (d, rbd) = fake(r#"echo "$3 $4" >> "$(dirname "$0")/calls""#, 5);
+        assert!(rbd.snap_remove("p", "i", "s1").unwrap());
+        let calls = std::fs::read_to_string(d.path().join("calls")).unwrap();
+        assert_eq!(calls, "snap rm\n");
+        // It fails and the snapshot is not listed: gone, not an error.
+        let (_d, rbd) = fake(
+            r#"[ "$4" = ls ] && { echo '[{"id":1,"name":"other"}]'; exit 0; }
+echo 'rbd: failed to remove snapshot: (2) No such file or directory' >&2; exit 2"#,
+            5,
+        );
+        assert!(!rbd.snap_remove("p", "i", "s1").unwrap());
+        // It fails and the snapshot is still there: the failure stands.
+        let (_d, rbd) = fake(
+            r#"[ "$4" = ls ] && { echo '[{"id":1,"name":"s1"}]'; exit 0; }
+echo 'rbd: snapshot is protected' >&2; exit 16"#,
+            5,
+        );
+        let err = format!("{:#}", rbd.snap_remove("p", "i", "s1").unwrap_err());
+        assert!(err.contains("snapshot is protected"), "{err}");
     }
 
     #[test]
