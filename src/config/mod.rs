@@ -22,6 +22,7 @@ pub use values::{Probability, Seconds};
 
 use crate::sources::coda::CodaGroup;
 use crate::sources::github::GithubOrgs;
+use crate::sources::rgw::RgwBuckets;
 use crate::sources::rsync::RsyncHost;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -51,6 +52,8 @@ pub struct Config {
     pub coda: Vec<CodaGroup>,
     /// The `github:` manifest: organisations in file order.
     pub github: GithubOrgs,
+    /// The `rgw:` manifest: buckets (plain names or mappings), in file order.
+    pub rgw: RgwBuckets,
     /// Warnings found while loading (unknown keys); printed by the CLI, listed by `config check`.
     pub warnings: Vec<String>,
 }
@@ -66,6 +69,8 @@ struct RawConfig {
     coda: Option<Vec<CodaGroup>>,
     #[serde(default)]
     github: Option<GithubOrgs>,
+    #[serde(default)]
+    rgw: Option<RgwBuckets>,
 }
 
 impl Config {
@@ -116,6 +121,7 @@ impl Config {
             rsync: raw.rsync.unwrap_or_default(),
             coda: raw.coda.unwrap_or_default(),
             github: raw.github.unwrap_or_default(),
+            rgw: raw.rgw.unwrap_or_default(),
             warnings,
         };
         config.validate()?;
@@ -128,6 +134,7 @@ impl Config {
         crate::sources::rsync::validate_hosts(self)?;
         crate::sources::coda::validate_groups(self)?;
         crate::sources::github::validate(self)?;
+        crate::sources::rgw::validate(self)?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 
 pub mod coda;
 pub mod github;
+pub mod rgw;
 pub mod rsync;
 
 use crate::config::Config;
