@@ -78,6 +78,9 @@ pub enum Command {
     /// The github source: back up organisations' repositories, wikis, issues and releases
     #[command(subcommand)]
     Github(crate::sources::github::command::GithubCommand),
+    /// The rgw source: back up or restore S3 buckets (Ceph RADOS Gateway or any S3 service)
+    #[command(subcommand)]
+    Rgw(crate::sources::rgw::command::RgwCommand),
     /// The coda source (not implemented in this version: configured volumes fail clearly)
     #[command(subcommand)]
     Coda(crate::sources::coda::command::CodaCommand),
@@ -119,6 +122,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Github(cmd) => {
             crate::run::unit_guard::arm()?;
             crate::sources::github::command::execute(&load()?, cmd)
+        }
+        Command::Rgw(cmd) => {
+            crate::run::unit_guard::arm()?;
+            crate::sources::rgw::command::execute(&load()?, cmd)
         }
         Command::Coda(cmd) => {
             crate::run::unit_guard::arm()?;

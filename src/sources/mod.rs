@@ -93,4 +93,4 @@ pub trait Source: Sync {
 }
 
 /// Every source, in the original's registration order.
-pub static ALL_SOURCES: &[&dyn Source] = &[&coda::Coda, &github::Github, &rsync::Rsync];
+pub static ALL_SOURCES: &[&dyn Source] = &[&coda::Coda, &github::Github, &rgw::Rgw, &rsync::Rsync];

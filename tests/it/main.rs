@@ -10,6 +10,7 @@ mod github_git;
 mod harness;
 mod prune;
 mod pyjson;
+mod rgw;
 mod rsync;
 mod run;
 mod snapshot;

@@ -98,7 +98,10 @@ mod tests {
         let err = format!("{:#}", user_keys(fake.to_str().unwrap(), "u").unwrap_err());
         assert!(err.contains("no valid JSON"), "{err}");
         assert!(!err.contains("TOPSECRET"), "{err}");
-        let err = format!("{:#}", bucket_owner("/nonexistent/radosgw-admin", "b").unwrap_err());
+        let err = format!(
+            "{:#}",
+            bucket_owner("/nonexistent/radosgw-admin", "b").unwrap_err()
+        );
         assert!(err.contains("could not be started"), "{err}");
     }
 }

@@ -121,7 +121,10 @@ pub fn endpoint_url(server: &str, secure: bool) -> Result<String, String> {
             "`{server}` is neither `host`, `host:port` nor an http(s) URL"
         ));
     }
-    Ok(format!("{}://{server}", if secure { "https" } else { "http" }))
+    Ok(format!(
+        "{}://{server}",
+        if secure { "https" } else { "http" }
+    ))
 }
 
 /// The target of `bucket`: its `rgw:` entry if it has one, else the global settings alone.
@@ -235,7 +238,10 @@ mod tests {
                 "  rgw-server: h\nrgw:\n  - bucket: a\n    access-key: k\n",
                 "secret key",
             ),
-            ("  rgw-server: h\nrgw:\n  - bucket: a\n    colour: red\n", "colour"),
+            (
+                "  rgw-server: h\nrgw:\n  - bucket: a\n    colour: red\n",
+                "colour",
+            ),
             ("  rgw-server: ftp://h\nrgw:\n  - a\n", "neither"),
         ] {
             let err = load(text).unwrap_err().to_string();

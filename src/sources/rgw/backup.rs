@@ -1,0 +1,407 @@
+//! One bucket backed up (github-rgw-rbd.md §2.5, §2.6): list, fetch what the listing says
+//! changed (at most `rgw-threads` requests at once), save the bucket ACL and CORS, then collect
+//! the files of keys no longer listed.
+//!
+//! Crash safety: every file is replaced atomically (temp + fsync + rename, only when its
+//! content differs), and the `_k` file's mtime, set last to the object's Last-Modified, is what
+//! marks a key as done: a key interrupted anywhere before that is fetched again next time.
+//!
+//! Errors on one key (BUG-2 fixed) never remove its files: the last good copy stays and the
+//! unit fails at the end, naming every such key. A key that vanished between the listing and
+//! its GET (404, BUG-3) counts as deleted. Deletions are decided only after a complete listing.
+
+use super::client::{self, RawBody};
+use super::gc;
+use super::listing::{self, Listed, Local, Plan, Scrub};
+use super::meta::ObjectMeta;
+use super::paths::{self, BUCKET_ACL, BUCKET_CORS, Code, KeyPaths};
+use crate::util::{file_time, update_file};
+use anyhow::{Context, anyhow};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::DateTimeFormat;
+use md5::Digest;
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinSet, block_in_place};
+
+/// What one bucket's backup did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Objects in the listing.
+    pub listed: u64,
+    /// Keys whose files changed.
+    pub updated: u64,
+    /// Object bytes downloaded.
+    pub bytes: u64,
+    /// Keys gone between listing and GET.
+    pub vanished: u64,
+    /// Files removed by garbage collection.
+    pub deleted_files: u64,
+    /// Differences a scrub found and repaired (D6).
+    pub scrub_mismatches: u64,
+    /// List requests sent.
+    pub list_requests: u64,
+    /// Per-key and bucket-level failures; any makes the unit fail.
+    pub errors: Vec<String>,
+    /// Warnings for the run summary.
+    pub warnings: Vec<String>,
+}
+
+/// How one key ended.
+enum KeyOutcome {
+    /// Nothing changed on disk.
+    Unchanged,
+    /// Some file changed; `mismatch` when only a scrub could see it.
+    Updated { mismatch: bool },
+    /// 404 after the listing: the object was deleted meanwhile.
+    Vanished,
+}
+
+struct Ctx {
+    client: Client,
+    bucket: String,
+    dir: PathBuf,
+}
+
+/// Backs up `bucket` into `dir` (the unit directory `ROOT/rgw/<bucket>`, created if needed).
+/// Returns `Err` only when the run could not list the bucket at all; per-key and later failures
+/// are in [`Summary::errors`].
+pub async fn backup_bucket(
+    client: &Client,
+    bucket: &str,
+    dir: &Path,
+    scrub: Scrub,
+    threads: usize,
+) -> anyhow::Result<Summary> {
+    client
+        .head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "bucket {bucket} is not accessible: {} (check the bucket name and that the \
+                 credentials may read it)",
+                client::describe(&e)
+            )
+        })?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let started = jiff::Timestamp::now().as_second();
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        bucket: bucket.to_string(),
+        dir: dir.to_path_buf(),
+    });
+    let mut summary = Summary::default();
+    let mut valid: HashSet<Vec<u8>> = HashSet::new();
+    let semaphore = Arc::new(Semaphore::new(threads.max(1)));
+    let mut tasks: JoinSet<(Vec<u8>, Result<KeyOutcome, String>)> = JoinSet::new();
+    let bytes = Arc::new(AtomicU64::new(0));
+
+    let mut token = None;
+    let listing: anyhow::Result<()> = loop {
+        summary.list_requests += 1;
+        let page = match listing::page(client, bucket, token.take()).await {
+            Ok(page) => page,
+            Err(err) => break Err(err),
+        };
+        for listed in page.objects {
+            summary.listed += 1;
+            valid.insert(listed.key.clone());
+            let paths = match paths::encode(&listed.key) {
+                Ok(p) => p,
+                Err(e) => {
+                    summary
+                        .errors
+                        .push(format!("{}: cannot be stored: {e}", show(&listed.key)));
+                    continue;
+                }
+            };
+            let Ok(key) = String::from_utf8(listed.key.clone()) else {
+                summary.errors.push(format!(
+                    "{}: the key is not UTF-8 and cannot be requested",
+                    show(&listed.key)
+                ));
+                continue;
+            };
+            let local = Local::read(
+                &dir.join(paths.file(Code::Data)),
+                &dir.join(paths.file(Code::Meta)),
+                &dir.join(paths.file(Code::Acl)),
+            );
+            let plan = listing::plan(&listed, &local, scrub);
+            if !plan.any() {
+                continue;
+            }
+            let permit = semaphore.clone().acquire_owned().await?;
+            let ctx = ctx.clone();
+            let bytes = bytes.clone();
+            tasks.spawn(async move {
+                let outcome = fetch_key(&ctx, &key, &paths, &listed, plan, &bytes).await;
+                drop(permit);
+                (listed.key, outcome)
+            });
+            while let Some(done) = tasks.try_join_next() {
+                record(done?, &mut summary, &mut valid);
+            }
+        }
+        match page.next {
+            Some(next) => token = Some(next),
+            None => break Ok(()),
+        }
+    };
+    while let Some(done) = tasks.join_next().await {
+        record(done?, &mut summary, &mut valid);
+    }
+    summary.bytes = bytes.load(Ordering::Relaxed);
+
+    if let Err(err) = bucket_files(&ctx).await {
+        summary.errors.push(format!("{err:#}"));
+    }
+    match listing {
+        Ok(()) => {
+            let collected = block_in_place(|| {
+                gc::collect(dir, &valid, started, &mut |rel| {
+                    println!("Deleting {}", show(rel.as_os_str().as_encoded_bytes()))
+                })
+            })
+            .with_context(|| format!("collecting deleted objects in {}", dir.display()))?;
+            summary.deleted_files = collected.files;
+        }
+        Err(err) => {
+            summary.errors.push(format!(
+                "{err:#}; the listing is incomplete, so nothing was deleted from the backup"
+            ));
+        }
+    }
+    Ok(summary)
+}
+
+/// Folds one finished key into the summary.
+fn record(
+    (key, outcome): (Vec<u8>, Result<KeyOutcome, String>),
+    summary: &mut Summary,
+    valid: &mut HashSet<Vec<u8>>,
+) {
+    match outcome {
+        Ok(KeyOutcome::Unchanged) => {}
+        Ok(KeyOutcome::Updated { mismatch, .. }) => {
+            summary.updated += 1;
+            println!("{}", show(&key));
+            if mismatch {
+                summary.scrub_mismatches += 1;
+                let text = format!(
+                    "scrub: {} differed from the server although its listing had not changed \
+                     (repaired)",
+                    show(&key)
+                );
+                tracing::warn!("{text}");
+                summary.warnings.push(text);
+            }
+        }
+        Ok(KeyOutcome::Vanished) => {
+            summary.vanished += 1;
+            valid.remove(&key);
+        }
+        Err(message) => summary
+            .errors
+            .push(format!("Couldn't fetch {}: {message}", show(&key))),
+    }
+}
+
+/// A key for messages: control characters and invalid UTF-8 escaped.
+pub fn show(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).escape_debug().to_string()
+}
+
+/// Fetches what `plan` says for one key and writes its files.
+async fn fetch_key(
+    ctx: &Ctx,
+    key: &str,
+    paths: &KeyPaths,
+    listed: &Listed,
+    plan: Plan,
+    bytes: &AtomicU64,
+) -> Result<KeyOutcome, String> {
+    let data_path = ctx.dir.join(paths.file(Code::Data));
+    let meta_path = ctx.dir.join(paths.file(Code::Meta));
+    let acl_path = ctx.dir.join(paths.file(Code::Acl));
+    let mut changed = false;
+    let mut mtime = listed.mtime;
+    let io = |what: &str, path: &Path, e: std::io::Error| format!("{what} {}: {e}", path.display());
+    block_in_place(|| std::fs::create_dir_all(ctx.dir.join(&paths.dir)))
+        .map_err(|e| io("creating", &ctx.dir.join(&paths.dir), e))?;
+
+    if plan.data {
+        let out = match ctx
+            .client
+            .get_object()
+            .bucket(&ctx.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if client::error_status(&e) == Some(404) => return Ok(KeyOutcome::Vanished),
+            Err(e) => return Err(client::describe(&e)),
+        };
+        if let Some(t) = out.last_modified() {
+            // The GET's own date: the data written is that version, whatever the listing saw.
+            mtime = t.secs();
+        }
+        let meta = object_meta(&out);
+        let expected_md5 = out
+            .e_tag()
+            .map(|e| e.trim_matches('"').to_ascii_lowercase())
+            .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
+        let mut update = update_file::UpdateFile::new(&data_path);
+        let mut md5 = md5::Md5::new();
+        let mut body = out.body;
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| format!("reading the object body: {e}"))?;
+            md5.update(&chunk);
+            received += chunk.len() as u64;
+            block_in_place(|| update.write_all(&chunk))
+                .map_err(|e| io("writing", &data_path, e))?;
+        }
+        bytes.fetch_add(received, Ordering::Relaxed);
+        if let Some(expected) = expected_md5 {
+            let got: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            if got != expected {
+                // `update` is dropped uncommitted: the old file stays.
+                return Err(format!(
+                    "the data received has MD5 {got}, the server's ETag says {expected}; \
+                     kept the previous copy, the next run tries again"
+                ));
+            }
+        }
+        changed |= block_in_place(|| update.commit()).map_err(|e| io("writing", &data_path, e))?;
+        changed |= block_in_place(|| update_file::update_file(&meta_path, &meta.file_bytes()))
+            .map_err(|e| io("writing", &meta_path, e))?;
+    }
+    if plan.acl {
+        let raw = RawBody::default();
+        let result = ctx
+            .client
+            .get_object_acl()
+            .bucket(&ctx.bucket)
+            .key(key)
+            .customize()
+            .interceptor(raw.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if client::error_status(&e) == Some(404) => return Ok(KeyOutcome::Vanished),
+            Err(e) => return Err(format!("reading its ACL: {}", client::describe(&e))),
+        }
+        let body = raw
+            .take()
+            .ok_or("the ACL answer had no body to keep".to_string())?;
+        changed |= block_in_place(|| update_file::update_file(&acl_path, &body))
+            .map_err(|e| io("writing", &acl_path, e))?;
+    }
+    if plan.data {
+        // The data file last: its mtime marks the key as complete.
+        block_in_place(|| {
+            file_time::set_mtime(&meta_path, mtime)?;
+            file_time::set_mtime(&data_path, mtime)
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(if changed {
+        KeyOutcome::Updated {
+            mismatch: !plan.stale,
+        }
+    } else {
+        KeyOutcome::Unchanged
+    })
+}
+
+/// The `_m` content of a GET answer.
+fn object_meta(out: &aws_sdk_s3::operation::get_object::GetObjectOutput) -> ObjectMeta {
+    let mut meta = ObjectMeta::default();
+    let headers = [
+        ("Cache-Control", out.cache_control()),
+        ("Content-Disposition", out.content_disposition()),
+        ("Content-Encoding", out.content_encoding()),
+        ("Content-Language", out.content_language()),
+        ("Content-Type", out.content_type()),
+    ];
+    for (name, value) in headers {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            meta.headers.insert(name, v.to_string());
+        }
+    }
+    meta.etag = out.e_tag().map(str::to_string);
+    meta.last_modified = out
+        .last_modified()
+        .and_then(|t| t.fmt(DateTimeFormat::HttpDate).ok());
+    if let Some(user) = out.metadata() {
+        meta.user = user.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    }
+    meta
+}
+
+/// `bucket_A` and `bucket_C` (removed when the bucket has no CORS configuration).
+async fn bucket_files(ctx: &Ctx) -> anyhow::Result<()> {
+    let bucket = &ctx.bucket;
+    let raw = RawBody::default();
+    ctx.client
+        .get_bucket_acl()
+        .bucket(bucket)
+        .customize()
+        .interceptor(raw.clone())
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "reading the ACL of bucket {bucket}: {}",
+                client::describe(&e)
+            )
+        })?;
+    let acl = raw
+        .take()
+        .ok_or_else(|| anyhow!("the bucket ACL answer had no body"))?;
+    let acl_path = ctx.dir.join(BUCKET_ACL);
+    block_in_place(|| update_file::update_file(&acl_path, &acl))
+        .with_context(|| format!("writing {}", acl_path.display()))?;
+
+    let cors_path = ctx.dir.join(BUCKET_CORS);
+    let raw = RawBody::default();
+    let cors = ctx
+        .client
+        .get_bucket_cors()
+        .bucket(bucket)
+        .customize()
+        .interceptor(raw.clone())
+        .send()
+        .await;
+    match cors {
+        Ok(_) => {
+            let body = raw
+                .take()
+                .ok_or_else(|| anyhow!("the bucket CORS answer had no body"))?;
+            block_in_place(|| update_file::update_file(&cors_path, &body))
+                .with_context(|| format!("writing {}", cors_path.display()))?;
+        }
+        Err(e) if client::error_status(&e) == Some(404) => match std::fs::remove_file(&cors_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", cors_path.display()));
+            }
+            _ => {}
+        },
+        Err(e) => {
+            return Err(anyhow!(
+                "reading the CORS configuration of bucket {bucket}: {}",
+                client::describe(&e)
+            ));
+        }
+    }
+    Ok(())
+}
