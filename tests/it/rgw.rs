@@ -692,3 +692,164 @@ fn deltaic_run_plans_and_runs_rgw_units() {
         assert_eq!(fs::read(env.bucket_dir(b).join("one_k")).unwrap(), b"1");
     }
 }
+
+/// A key's history as S3 lists it, oldest first: (delete marker?, data of a version).
+fn history(env: &Env, s3: &Client, bucket: &str, key: &str) -> Vec<(bool, Vec<u8>)> {
+    let out = env
+        .rt
+        .block_on(s3.list_object_versions().bucket(bucket).prefix(key).send())
+        .unwrap();
+    let mut items: Vec<(i128, usize, bool, Option<String>)> = Vec::new();
+    for (i, v) in out.versions().iter().enumerate() {
+        if v.key() == Some(key) {
+            let t = v.last_modified().unwrap().as_nanos();
+            items.push((t, i, false, v.version_id().map(str::to_string)));
+        }
+    }
+    for m in out.delete_markers() {
+        if m.key() == Some(key) {
+            items.push((
+                m.last_modified().unwrap().as_nanos(),
+                usize::MAX,
+                true,
+                None,
+            ));
+        }
+    }
+    // Oldest first; at the same instant, versions are listed newest first.
+    items.sort_by_key(|(t, i, _, _)| (*t, std::cmp::Reverse(*i)));
+    items
+        .into_iter()
+        .map(|(_, _, marker, version)| {
+            let data = version
+                .map(|v| {
+                    let got = env
+                        .rt
+                        .block_on(s3.get_object().bucket(bucket).key(key).version_id(v).send())
+                        .unwrap();
+                    env.rt
+                        .block_on(got.body.collect())
+                        .unwrap()
+                        .into_bytes()
+                        .to_vec()
+                })
+                .unwrap_or_default();
+            (marker, data)
+        })
+        .collect()
+}
+
+#[test]
+fn versions_and_delete_markers_are_backed_up_and_replayed_in_order() {
+    let Some(env) = Env::new() else { return };
+    let alice = User::create(&env.ceph, "rgwalice");
+    let s3 = alice.client();
+    let bucket = unique_name("rgwver");
+    env.create_bucket(&s3, &bucket);
+    env.rt
+        .block_on(
+            s3.put_bucket_versioning()
+                .bucket(&bucket)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.put(&s3, &bucket, "doc", b"one");
+    pause();
+    env.put(&s3, &bucket, "doc", b"two");
+    pause();
+    env.rt
+        .block_on(s3.delete_object().bucket(&bucket).key("doc").send())
+        .unwrap();
+    pause();
+    env.put(&s3, &bucket, "doc", b"three");
+    env.put(&s3, &bucket, "gone", b"before");
+    pause();
+    env.rt
+        .block_on(s3.delete_object().bucket(&bucket).key("gone").send())
+        .unwrap();
+    env.put(&s3, &bucket, "plain", b"only");
+
+    let deltaic = env.config("  rgw-versions: true\n", &[&bucket]);
+    let ran = deltaic.expect(["rgw", "backup", &bucket], 0);
+    let dir = env.bucket_dir(&bucket);
+    assert_eq!(fs::read(dir.join("doc_k")).unwrap(), b"three");
+    assert!(!dir.join("gone_k").exists(), "its current state is deleted");
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("bucket_V/doc_v/index_i")).unwrap()).unwrap();
+    let kinds: Vec<(bool, bool)> = index
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["delete_marker"].as_bool().unwrap(),
+                e["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [(false, false), (false, false), (true, false), (false, true)]
+    );
+    assert!(
+        !dir.join("bucket_V/plain_v").exists(),
+        "no history, nothing extra"
+    );
+    assert!(requests(&ran) > 0);
+
+    // Nothing changed: the versions cost one more listing, no fetch.
+    let quiet = deltaic.expect(["rgw", "backup", &bucket], 0);
+    assert_eq!(requests(&quiet), 5, "{}", quiet.stdout);
+
+    let dest = unique_name("rgwverdst");
+    deltaic.expect(["rgw", "restore", &bucket, &dest], 0);
+    for key in ["doc", "gone", "plain"] {
+        assert_eq!(
+            history(&env, &s3, &dest, key),
+            history(&env, &s3, &bucket, key),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        history(&env, &s3, &dest, "doc"),
+        [
+            (false, b"one".to_vec()),
+            (false, b"two".to_vec()),
+            (true, vec![]),
+            (false, b"three".to_vec())
+        ]
+    );
+
+    // A version deleted for good leaves the backup too.
+    let first = env
+        .rt
+        .block_on(
+            s3.list_object_versions()
+                .bucket(&bucket)
+                .prefix("gone")
+                .send(),
+        )
+        .unwrap();
+    let v = first.versions()[0].version_id().unwrap().to_string();
+    env.rt
+        .block_on(
+            s3.delete_object()
+                .bucket(&bucket)
+                .key("gone")
+                .version_id(v)
+                .send(),
+        )
+        .unwrap();
+    let ran = deltaic.expect(["rgw", "backup", &bucket], 0);
+    assert!(
+        ran.stdout.contains("Deleting bucket_V/gone_v/"),
+        "{}",
+        ran.stdout
+    );
+}

@@ -12,7 +12,7 @@
 
 use super::client::{self, RawBody};
 use super::gc;
-use super::listing::{self, Listed, Local, Plan, Scrub};
+use super::listing::{self, Local, Plan, Scrub};
 use super::meta::ObjectMeta;
 use super::paths::{self, BUCKET_ACL, BUCKET_CORS, Code, KeyPaths};
 use crate::util::{file_time, update_file};
@@ -52,7 +52,7 @@ pub struct Summary {
 }
 
 /// How one key ended.
-enum KeyOutcome {
+pub(super) enum KeyOutcome {
     /// Nothing changed on disk.
     Unchanged,
     /// Some file changed; `mismatch` when only a scrub could see it.
@@ -61,13 +61,112 @@ enum KeyOutcome {
     Vanished,
 }
 
-struct Ctx {
-    client: Client,
-    bucket: String,
-    dir: PathBuf,
+/// What every fetch of one bucket shares.
+pub(super) struct Ctx {
+    /// The S3 client.
+    pub client: Client,
+    /// The bucket.
+    pub bucket: String,
+    /// The bucket directory.
+    pub dir: PathBuf,
+    /// Object bytes received so far.
+    pub bytes: AtomicU64,
 }
 
-/// Backs up `bucket` into `dir` (the unit directory `ROOT/rgw/<bucket>`, created if needed).
+/// Where one object (or one version of it) is stored: absolute paths.
+#[derive(Debug, Clone)]
+pub struct Files {
+    /// The directory holding the three files.
+    pub dir: PathBuf,
+    /// `_k`.
+    pub data: PathBuf,
+    /// `_m`.
+    pub meta: PathBuf,
+    /// `_a`.
+    pub acl: PathBuf,
+}
+
+impl Files {
+    /// The files of `paths` under the bucket directory `root`.
+    pub fn of(root: &Path, paths: &KeyPaths) -> Files {
+        Files {
+            dir: root.join(&paths.dir),
+            data: root.join(paths.file(Code::Data)),
+            meta: root.join(paths.file(Code::Meta)),
+            acl: root.join(paths.file(Code::Acl)),
+        }
+    }
+
+    /// What the backup holds there.
+    pub fn local(&self) -> Local {
+        Local::read(&self.data, &self.meta, &self.acl)
+    }
+}
+
+/// At most `threads` keys fetched at once; results collected as they finish.
+pub(super) struct Pool {
+    semaphore: Arc<Semaphore>,
+    tasks: JoinSet<(Vec<u8>, Result<KeyOutcome, String>)>,
+}
+
+impl Pool {
+    pub(super) fn new(threads: usize) -> Pool {
+        Pool {
+            semaphore: Arc::new(Semaphore::new(threads.max(1))),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Starts one fetch once a slot is free; returns the results that are ready.
+    pub(super) async fn spawn(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        job: Job,
+    ) -> anyhow::Result<Vec<(Vec<u8>, Result<KeyOutcome, String>)>> {
+        let permit = self.semaphore.clone().acquire_owned().await?;
+        let ctx = ctx.clone();
+        self.tasks.spawn(async move {
+            let outcome = fetch(&ctx, &job).await;
+            drop(permit);
+            (job.key, outcome)
+        });
+        let mut ready = Vec::new();
+        while let Some(done) = self.tasks.try_join_next() {
+            ready.push(done?);
+        }
+        Ok(ready)
+    }
+
+    /// Waits for every fetch still running.
+    pub(super) async fn finish(
+        mut self,
+    ) -> anyhow::Result<Vec<(Vec<u8>, Result<KeyOutcome, String>)>> {
+        let mut done = Vec::new();
+        while let Some(result) = self.tasks.join_next().await {
+            done.push(result?);
+        }
+        Ok(done)
+    }
+}
+
+/// One object or version to fetch.
+pub(super) struct Job {
+    /// The key as listed (bytes).
+    pub key: Vec<u8>,
+    /// The key as requested.
+    pub name: String,
+    /// The version to GET, if not the current one.
+    pub version: Option<String>,
+    /// Where it goes.
+    pub files: Files,
+    /// Last-Modified from the listing, whole seconds.
+    pub mtime: i64,
+    /// What to fetch.
+    pub plan: Plan,
+}
+
+/// Backs up `bucket` into `dir` (the unit directory `ROOT/rgw/<bucket>`, created if needed),
+/// with every version and delete marker when `versions` is set.
 /// Returns `Err` only when the run could not list the bucket at all; per-key and later failures
 /// are in [`Summary::errors`].
 pub async fn backup_bucket(
@@ -76,6 +175,7 @@ pub async fn backup_bucket(
     dir: &Path,
     scrub: Scrub,
     threads: usize,
+    versions: bool,
 ) -> anyhow::Result<Summary> {
     client
         .head_bucket()
@@ -95,12 +195,11 @@ pub async fn backup_bucket(
         client: client.clone(),
         bucket: bucket.to_string(),
         dir: dir.to_path_buf(),
+        bytes: AtomicU64::new(0),
     });
     let mut summary = Summary::default();
     let mut valid: HashSet<Vec<u8>> = HashSet::new();
-    let semaphore = Arc::new(Semaphore::new(threads.max(1)));
-    let mut tasks: JoinSet<(Vec<u8>, Result<KeyOutcome, String>)> = JoinSet::new();
-    let bytes = Arc::new(AtomicU64::new(0));
+    let mut pool = Pool::new(threads);
 
     let mut token = None;
     let listing: anyhow::Result<()> = loop {
@@ -128,25 +227,21 @@ pub async fn backup_bucket(
                 ));
                 continue;
             };
-            let local = Local::read(
-                &dir.join(paths.file(Code::Data)),
-                &dir.join(paths.file(Code::Meta)),
-                &dir.join(paths.file(Code::Acl)),
-            );
-            let plan = listing::plan(&listed, &local, scrub);
+            let files = Files::of(dir, &paths);
+            let plan = listing::plan(&listed, &files.local(), scrub);
             if !plan.any() {
                 continue;
             }
-            let permit = semaphore.clone().acquire_owned().await?;
-            let ctx = ctx.clone();
-            let bytes = bytes.clone();
-            tasks.spawn(async move {
-                let outcome = fetch_key(&ctx, &key, &paths, &listed, plan, &bytes).await;
-                drop(permit);
-                (listed.key, outcome)
-            });
-            while let Some(done) = tasks.try_join_next() {
-                record(done?, &mut summary, &mut valid);
+            let job = Job {
+                key: listed.key,
+                name: key,
+                version: None,
+                files,
+                mtime: listed.mtime,
+                plan,
+            };
+            for done in pool.spawn(&ctx, job).await? {
+                record(done, &mut summary, &mut valid);
             }
         }
         match page.next {
@@ -154,18 +249,31 @@ pub async fn backup_bucket(
             None => break Ok(()),
         }
     };
-    while let Some(done) = tasks.join_next().await {
-        record(done?, &mut summary, &mut valid);
+    for done in pool.finish().await? {
+        record(done, &mut summary, &mut valid);
     }
-    summary.bytes = bytes.load(Ordering::Relaxed);
 
     if let Err(err) = bucket_files(&ctx).await {
         summary.errors.push(format!("{err:#}"));
     }
+    let versions_ok = if versions {
+        match super::versions::backup(&ctx, scrub, threads, started, &mut summary).await {
+            Ok(()) => true,
+            Err(err) => {
+                summary.errors.push(format!("{err:#}"));
+                false
+            }
+        }
+    } else {
+        true
+    };
+    summary.bytes = ctx.bytes.load(Ordering::Relaxed);
     match listing {
         Ok(()) => {
+            // The versions tree has its own collection; kept as is when it could not run.
+            let skip = (versions || !versions_ok).then_some(super::versions::VERSIONS_DIR);
             let collected = block_in_place(|| {
-                gc::collect(dir, &valid, started, &mut |rel| {
+                gc::collect(dir, &valid, started, skip, &mut |rel| {
                     println!("Deleting {}", show(rel.as_os_str().as_encoded_bytes()))
                 })
             })
@@ -182,6 +290,11 @@ pub async fn backup_bucket(
 }
 
 /// Folds one finished key into the summary.
+pub(super) fn record_outcome(done: (Vec<u8>, Result<KeyOutcome, String>), summary: &mut Summary) {
+    let mut ignored = HashSet::new();
+    record(done, summary, &mut ignored);
+}
+
 fn record(
     (key, outcome): (Vec<u8>, Result<KeyOutcome, String>),
     summary: &mut Summary,
@@ -218,23 +331,19 @@ pub fn show(key: &[u8]) -> String {
     String::from_utf8_lossy(key).escape_debug().to_string()
 }
 
-/// Fetches what `plan` says for one key and writes its files.
-async fn fetch_key(
-    ctx: &Ctx,
-    key: &str,
-    paths: &KeyPaths,
-    listed: &Listed,
-    plan: Plan,
-    bytes: &AtomicU64,
-) -> Result<KeyOutcome, String> {
-    let data_path = ctx.dir.join(paths.file(Code::Data));
-    let meta_path = ctx.dir.join(paths.file(Code::Meta));
-    let acl_path = ctx.dir.join(paths.file(Code::Acl));
+/// Fetches what the job's plan says for one key (or version) and writes its files.
+async fn fetch(ctx: &Ctx, job: &Job) -> Result<KeyOutcome, String> {
+    let Files {
+        dir,
+        data: data_path,
+        meta: meta_path,
+        acl: acl_path,
+    } = &job.files;
+    let (key, plan) = (job.name.as_str(), job.plan);
     let mut changed = false;
-    let mut mtime = listed.mtime;
+    let mut mtime = job.mtime;
     let io = |what: &str, path: &Path, e: std::io::Error| format!("{what} {}: {e}", path.display());
-    block_in_place(|| std::fs::create_dir_all(ctx.dir.join(&paths.dir)))
-        .map_err(|e| io("creating", &ctx.dir.join(&paths.dir), e))?;
+    block_in_place(|| std::fs::create_dir_all(dir)).map_err(|e| io("creating", dir, e))?;
 
     if plan.data {
         let out = match ctx
@@ -242,6 +351,7 @@ async fn fetch_key(
             .get_object()
             .bucket(&ctx.bucket)
             .key(key)
+            .set_version_id(job.version.clone())
             .send()
             .await
         {
@@ -258,7 +368,7 @@ async fn fetch_key(
             .e_tag()
             .map(|e| e.trim_matches('"').to_ascii_lowercase())
             .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
-        let mut update = update_file::UpdateFile::new(&data_path);
+        let mut update = update_file::UpdateFile::new(data_path);
         let mut md5 = md5::Md5::new();
         let mut body = out.body;
         let mut received = 0u64;
@@ -266,10 +376,9 @@ async fn fetch_key(
             let chunk = chunk.map_err(|e| format!("reading the object body: {e}"))?;
             md5.update(&chunk);
             received += chunk.len() as u64;
-            block_in_place(|| update.write_all(&chunk))
-                .map_err(|e| io("writing", &data_path, e))?;
+            block_in_place(|| update.write_all(&chunk)).map_err(|e| io("writing", data_path, e))?;
         }
-        bytes.fetch_add(received, Ordering::Relaxed);
+        ctx.bytes.fetch_add(received, Ordering::Relaxed);
         if let Some(expected) = expected_md5 {
             let got: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
             if got != expected {
@@ -280,9 +389,9 @@ async fn fetch_key(
                 ));
             }
         }
-        changed |= block_in_place(|| update.commit()).map_err(|e| io("writing", &data_path, e))?;
-        changed |= block_in_place(|| update_file::update_file(&meta_path, &meta.file_bytes()))
-            .map_err(|e| io("writing", &meta_path, e))?;
+        changed |= block_in_place(|| update.commit()).map_err(|e| io("writing", data_path, e))?;
+        changed |= block_in_place(|| update_file::update_file(meta_path, &meta.file_bytes()))
+            .map_err(|e| io("writing", meta_path, e))?;
     }
     if plan.acl {
         let raw = RawBody::default();
@@ -291,6 +400,7 @@ async fn fetch_key(
             .get_object_acl()
             .bucket(&ctx.bucket)
             .key(key)
+            .set_version_id(job.version.clone())
             .customize()
             .interceptor(raw.clone())
             .send()
@@ -303,14 +413,14 @@ async fn fetch_key(
         let body = raw
             .take()
             .ok_or("the ACL answer had no body to keep".to_string())?;
-        changed |= block_in_place(|| update_file::update_file(&acl_path, &body))
-            .map_err(|e| io("writing", &acl_path, e))?;
+        changed |= block_in_place(|| update_file::update_file(acl_path, &body))
+            .map_err(|e| io("writing", acl_path, e))?;
     }
     if plan.data {
         // The data file last: its mtime marks the key as complete.
         block_in_place(|| {
-            file_time::set_mtime(&meta_path, mtime)?;
-            file_time::set_mtime(&data_path, mtime)
+            file_time::set_mtime(meta_path, mtime)?;
+            file_time::set_mtime(data_path, mtime)
         })
         .map_err(|e| e.to_string())?;
     }

@@ -82,7 +82,7 @@ fn run_backup(config: &Config, bucket: &str, scrub: Scrub) -> anyhow::Result<Exi
     let dir = root.join("rgw").join(bucket);
     let result = runtime.block_on(async {
         let s3 = super::bucket_client(&target, &counter).await?;
-        backup::backup_bucket(&s3, bucket, &dir, scrub, threads).await
+        backup::backup_bucket(&s3, bucket, &dir, scrub, threads, target.versions).await
     });
     let summary = match result {
         Ok(summary) => summary,

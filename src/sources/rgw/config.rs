@@ -30,6 +30,9 @@ pub struct RgwBucket {
     /// Fixed secret key for this bucket; default `rgw-secret-key`.
     #[serde(default)]
     pub secret_key: Option<Secret>,
+    /// Back up every version and delete marker; default `rgw-versions`.
+    #[serde(default)]
+    pub versions: Option<bool>,
 }
 
 impl RgwBucket {
@@ -41,6 +44,7 @@ impl RgwBucket {
             region: None,
             access_key: None,
             secret_key: None,
+            versions: None,
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct Target {
     pub region: String,
     /// How credentials are obtained.
     pub credentials: CredentialSource,
+    /// Whether versions and delete markers are backed up.
+    pub versions: bool,
 }
 
 /// Fixed credentials, or the `radosgw-admin` lookup of the bucket owner's (D7).
@@ -170,6 +176,7 @@ fn resolve(config: &Config, entry: &RgwBucket) -> Result<Target, String> {
         endpoint,
         region: entry.region.clone().unwrap_or_else(|| s.rgw_region.clone()),
         credentials,
+        versions: entry.versions.unwrap_or(s.rgw_versions),
     })
 }
 
@@ -207,7 +214,7 @@ mod tests {
     #[test]
     fn plain_names_and_mappings_resolve_with_fallbacks() {
         let c = load(
-            "  rgw-server: rgw.example.org:8080\n  rgw-secure: true\nrgw:\n  - photos\n  - bucket: ext\n    server: http://127.0.0.1:9000\n    access-key: AK\n    secret-key: SK\n    region: eu\n",
+            "  rgw-server: rgw.example.org:8080\n  rgw-secure: true\nrgw:\n  - photos\n  - bucket: ext\n    server: http://127.0.0.1:9000\n    access-key: AK\n    secret-key: SK\n    region: eu\n    versions: true\n",
         )
         .unwrap();
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
@@ -218,6 +225,7 @@ mod tests {
         let ext = target(&c, "ext").unwrap();
         assert_eq!(ext.endpoint, "http://127.0.0.1:9000");
         assert_eq!(ext.region, "eu");
+        assert!(ext.versions && !photos.versions);
         match ext.credentials {
             CredentialSource::Fixed {
                 access_key,

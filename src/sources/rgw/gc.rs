@@ -21,22 +21,62 @@ pub struct Collected {
 }
 
 /// Removes from `dir` every file not belonging to a key in `valid`, reporting each removal
-/// (relative path) through `report`. `started` (epoch seconds) tells fresh files apart.
+/// (relative path) through `report`. `started` (epoch seconds) tells fresh files apart. A
+/// top-level directory named `skip` is left alone (the versions tree has its own rules).
 pub fn collect(
     dir: &Path,
     valid: &HashSet<Vec<u8>>,
     started: i64,
+    skip: Option<&str>,
     report: &mut dyn FnMut(&Path),
 ) -> io::Result<Collected> {
     let mut collected = Collected::default();
-    walk(dir, Path::new(""), valid, started, report, &mut collected)?;
+    let keep = |rel: &Path| -> bool {
+        let top = rel.components().count() == 1;
+        (top && (rel == Path::new(BUCKET_ACL) || rel == Path::new(BUCKET_CORS)))
+            || paths::decode(rel).is_some_and(|(key, _)| valid.contains(&key))
+    };
+    walk(
+        dir,
+        Path::new(""),
+        skip,
+        &keep,
+        started,
+        report,
+        &mut collected,
+    )?;
+    Ok(collected)
+}
+
+/// Removes from `dir` every file for which `keep(relative path)` is false, then the
+/// directories left empty; reports like [`collect`].
+pub fn collect_with(
+    dir: &Path,
+    keep: &dyn Fn(&Path) -> bool,
+    started: i64,
+    report: &mut dyn FnMut(&Path),
+) -> io::Result<Collected> {
+    let mut collected = Collected::default();
+    if !dir.is_dir() {
+        return Ok(collected);
+    }
+    walk(
+        dir,
+        Path::new(""),
+        None,
+        keep,
+        started,
+        report,
+        &mut collected,
+    )?;
     Ok(collected)
 }
 
 fn walk(
     dir: &Path,
     rel: &Path,
-    valid: &HashSet<Vec<u8>>,
+    skip: Option<&str>,
+    keep: &dyn Fn(&Path) -> bool,
     started: i64,
     report: &mut dyn FnMut(&Path),
     collected: &mut Collected,
@@ -53,16 +93,15 @@ fn walk(
         let child = rel.join(&name);
         let path = dir.join(&child);
         if kind.is_dir() {
-            walk(dir, &child, valid, started, report, collected)?;
+            if rel.as_os_str().is_empty() && skip.is_some_and(|s| name == s) {
+                continue;
+            }
+            walk(dir, &child, None, keep, started, report, collected)?;
             // Fails while the directory still holds something: exactly what is wanted.
             let _ = fs::remove_dir(&path);
             continue;
         }
-        let top_level_bucket_file =
-            rel.as_os_str().is_empty() && (name == BUCKET_ACL || name == BUCKET_CORS);
-        let keep = top_level_bucket_file
-            || paths::decode(&child).is_some_and(|(key, _)| valid.contains(&key));
-        if keep {
+        if keep(&child) {
             continue;
         }
         let mtime = fs::symlink_metadata(&path).map(|m| m.mtime()).unwrap_or(0);
@@ -99,6 +138,7 @@ mod tests {
             "x_d/z_k",
             "nodsuffix/q_k",
             "empty_d/gone_d/w_k",
+            "keep_V/anything",
         ];
         for f in files {
             let p = dir.join(f);
@@ -107,7 +147,7 @@ mod tests {
         }
         let valid: HashSet<Vec<u8>> = [b"a".to_vec(), b"x/y".to_vec()].into_iter().collect();
         let mut removed = Vec::new();
-        let got = collect(dir, &valid, i64::MAX, &mut |p| {
+        let got = collect(dir, &valid, i64::MAX, Some("keep_V"), &mut |p: &Path| {
             removed.push(p.to_path_buf())
         })
         .unwrap();
@@ -126,7 +166,15 @@ mod tests {
         .collect();
         assert_eq!(removed, expect);
         assert_eq!(got, Collected { files: 7, fresh: 0 });
-        for kept in ["bucket_A", "bucket_C", "a_k", "a_m", "a_a", "x_d/y_k"] {
+        for kept in [
+            "bucket_A",
+            "bucket_C",
+            "a_k",
+            "a_m",
+            "a_a",
+            "x_d/y_k",
+            "keep_V/anything",
+        ] {
             assert!(dir.join(kept).exists(), "{kept}");
         }
         assert!(!dir.join("empty_d").exists() && !dir.join("nodsuffix").exists());

@@ -8,10 +8,11 @@
 //! that identity. A failed object never stops the others, is never answered with a DELETE, and
 //! every failure is listed at the end.
 
+use super::backup::{Files, show};
 use super::client::{self, RequestCounter};
 use super::meta::{self, RestoreMeta};
 use super::paths::{self, BUCKET_ACL, BUCKET_CORS, Code};
-use super::{CredentialSource, Target, admin, backup::show, xml};
+use super::{CredentialSource, Target, admin, versions, xml};
 use crate::config::Config;
 use crate::sources::check_component;
 use anyhow::{Context, anyhow, bail};
@@ -102,12 +103,56 @@ pub fn run(config: &Config, source: &str, dest: &str, force: bool) -> anyhow::Re
         let owner = xml::acl_owner(&bucket_acl).context("reading the saved bucket ACL")?;
         let s3 = clients.for_owner(&owner).await?;
         prepare_bucket(&s3, &dir, dest, &bucket_acl, force).await?;
-        let keys = tokio::task::spawn_blocking({
+        let (keys, histories) = tokio::task::spawn_blocking({
             let dir = dir.clone();
-            move || walk(&dir)
+            move || anyhow::Ok((walk(&dir)?, versions::read_indexes(&dir)?))
         })
         .await??;
-        restore_objects(clients.clone(), &dir, dest, keys, threads, part_size).await
+        let mut failures = Vec::new();
+        if !histories.is_empty() {
+            // History first, so each key's current object ends up the newest version.
+            s3.put_bucket_versioning()
+                .bucket(dest)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| anyhow!("enabling versioning on {dest}: {}", client::describe(&e)))?;
+            let work = histories
+                .into_iter()
+                .map(|h| (h.key, Work::History(h.dir, h.entries)))
+                .collect();
+            failures = restore_objects(
+                clients.clone(),
+                &owner,
+                &dir,
+                dest,
+                work,
+                threads,
+                part_size,
+            )
+            .await?;
+        }
+        let work = keys
+            .into_iter()
+            .map(|(key, _)| (key, Work::Current))
+            .collect();
+        failures.extend(
+            restore_objects(
+                clients.clone(),
+                &owner,
+                &dir,
+                dest,
+                work,
+                threads,
+                part_size,
+            )
+            .await?,
+        );
+        anyhow::Ok(failures)
     })?;
     println!("{} S3 requests", counter.get());
     if failures.is_empty() {
@@ -204,22 +249,36 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<(Vec<u8>, PathBuf)>> {
     Ok(out)
 }
 
+/// One unit of restore work: a key's current object, or its whole history.
+enum Work {
+    Current,
+    History(PathBuf, Vec<versions::Entry>),
+}
+
+/// Runs `work` for every key, at most `threads` at once; returns the failures.
 async fn restore_objects(
     clients: Arc<Clients>,
+    bucket_owner: &str,
     dir: &Path,
     dest: &str,
-    keys: Vec<(Vec<u8>, PathBuf)>,
+    work: Vec<(Vec<u8>, Work)>,
     threads: usize,
     part_size: u64,
 ) -> anyhow::Result<Vec<String>> {
     let semaphore = Arc::new(Semaphore::new(threads));
     let mut tasks = JoinSet::new();
     let mut failures = Vec::new();
-    for (key, rel) in keys {
+    for (key, item) in work {
         let permit = semaphore.clone().acquire_owned().await?;
         let (clients, dir, dest) = (clients.clone(), dir.to_path_buf(), dest.to_string());
+        let owner = bucket_owner.to_string();
         tasks.spawn(async move {
-            let result = restore_one(&clients, &dir, &dest, &key, &rel, part_size).await;
+            let result = match &item {
+                Work::Current => restore_one(&clients, &dir, &dest, &key, part_size).await,
+                Work::History(kdir, entries) => {
+                    replay_history(&clients, &owner, &dest, &key, kdir, entries, part_size).await
+                }
+            };
             drop(permit);
             (key, result)
         });
@@ -245,31 +304,44 @@ async fn restore_one(
     dir: &Path,
     dest: &str,
     key: &[u8],
-    rel: &Path,
+    part_size: u64,
+) -> anyhow::Result<()> {
+    let files = Files::of(dir, &paths::encode(key)?);
+    upload(clients, dest, key, &files, part_size).await
+}
+
+/// Uploads one object (or version) from its saved files, as the owner its ACL names, and
+/// sets that ACL.
+async fn upload(
+    clients: &Clients,
+    dest: &str,
+    key: &[u8],
+    files: &Files,
     part_size: u64,
 ) -> anyhow::Result<()> {
     let key = std::str::from_utf8(key).map_err(|_| anyhow!("the key is not UTF-8"))?;
-    let paths = paths::encode(key.as_bytes())?;
-    let data = dir.join(rel);
-    let meta = match std::fs::read(dir.join(paths.file(Code::Meta))) {
+    let data = &files.data;
+    let meta = match std::fs::read(&files.meta) {
         Ok(bytes) => meta::parse(&bytes).context("reading its metadata file")?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => RestoreMeta::default(),
         Err(e) => return Err(e).context("reading its metadata file"),
     };
-    let acl_text =
-        std::fs::read_to_string(dir.join(paths.file(Code::Acl))).context("reading its ACL file")?;
+    let acl_text = std::fs::read_to_string(&files.acl)
+        .with_context(|| format!("reading its ACL file {}", files.acl.display()))?;
     let owner = xml::acl_owner(&acl_text).context("reading its ACL file")?;
     let policy = xml::acl_policy(&acl_text).context("reading its ACL file")?;
     let s3 = clients.for_owner(&owner).await?;
-    let size = std::fs::metadata(&data)?.len();
+    let size = std::fs::metadata(data)
+        .with_context(|| format!("reading {}", data.display()))?
+        .len();
     if size > part_size {
-        upload_multipart(&s3, dest, key, &data, size, part_size, &meta).await?;
+        upload_multipart(&s3, dest, key, data, size, part_size, &meta).await?;
     } else {
         let h = &meta.headers;
         s3.put_object()
             .bucket(dest)
             .key(key)
-            .body(ByteStream::from_path(&data).await?)
+            .body(ByteStream::from_path(data).await?)
             .set_metadata(Some(meta.user.clone().into_iter().collect()))
             .set_cache_control(h.get("Cache-Control").cloned())
             .set_content_disposition(h.get("Content-Disposition").cloned())
@@ -287,6 +359,38 @@ async fn restore_one(
         .send()
         .await
         .map_err(|e| anyhow!("setting its ACL: {}", client::describe(&e)))?;
+    Ok(())
+}
+
+/// Replays one key's history, oldest first: each non-current version uploaded, each delete
+/// marker a DELETE (which makes a delete marker in a versioned bucket). The current version
+/// comes from the main layout afterwards.
+async fn replay_history(
+    clients: &Clients,
+    bucket_owner: &str,
+    dest: &str,
+    key: &[u8],
+    kdir: &Path,
+    entries: &[versions::Entry],
+    part_size: u64,
+) -> anyhow::Result<()> {
+    for entry in entries.iter().filter(|e| !e.current) {
+        if entry.delete_marker {
+            let name = std::str::from_utf8(key).map_err(|_| anyhow!("the key is not UTF-8"))?;
+            let s3 = clients.for_owner(bucket_owner).await?;
+            s3.delete_object()
+                .bucket(dest)
+                .key(name)
+                .send()
+                .await
+                .map_err(|e| anyhow!("adding a delete marker: {}", client::describe(&e)))?;
+        } else {
+            let files = versions::version_files(kdir, entry).map_err(anyhow::Error::msg)?;
+            upload(clients, dest, key, &files, part_size)
+                .await
+                .with_context(|| format!("version {}", entry.version))?;
+        }
+    }
     Ok(())
 }
 
