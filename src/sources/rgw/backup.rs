@@ -15,7 +15,7 @@ use super::gc;
 use super::listing::{self, Local, Plan, Scrub};
 use super::meta::ObjectMeta;
 use super::paths::{self, BUCKET_ACL, BUCKET_CORS, Code, KeyPaths};
-use crate::util::{file_time, update_file};
+use crate::util::{atomic_file, file_time, update_file};
 use anyhow::{Context, anyhow};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::DateTimeFormat;
@@ -71,6 +71,9 @@ pub(super) struct Ctx {
     pub dir: PathBuf,
     /// Object bytes received so far.
     pub bytes: AtomicU64,
+    /// Slots for the file-writing half of a fetch (fsyncs), taken once its requests are done,
+    /// so that writing one key overlaps the requests of the next.
+    pub write_slots: Semaphore,
 }
 
 /// Where one object (or one version of it) is stored: absolute paths.
@@ -126,8 +129,7 @@ impl Pool {
         let permit = self.semaphore.clone().acquire_owned().await?;
         let ctx = ctx.clone();
         self.tasks.spawn(async move {
-            let outcome = fetch(&ctx, &job).await;
-            drop(permit);
+            let outcome = fetch(&ctx, &job, permit).await;
             (job.key, outcome)
         });
         let mut ready = Vec::new();
@@ -196,6 +198,7 @@ pub async fn backup_bucket(
         bucket: bucket.to_string(),
         dir: dir.to_path_buf(),
         bytes: AtomicU64::new(0),
+        write_slots: Semaphore::new(threads.max(1)),
     });
     let mut summary = Summary::default();
     let mut valid: HashSet<Vec<u8>> = HashSet::new();
@@ -331,106 +334,189 @@ pub fn show(key: &[u8]) -> String {
     String::from_utf8_lossy(key).escape_debug().to_string()
 }
 
-/// Fetches what the job's plan says for one key (or version) and writes its files.
-async fn fetch(ctx: &Ctx, job: &Job) -> Result<KeyOutcome, String> {
-    let Files {
-        dir,
-        data: data_path,
-        meta: meta_path,
-        acl: acl_path,
-    } = &job.files;
-    let (key, plan) = (job.name.as_str(), job.plan);
-    let mut changed = false;
-    let mut mtime = job.mtime;
-    let io = |what: &str, path: &Path, e: std::io::Error| format!("{what} {}: {e}", path.display());
-    block_in_place(|| std::fs::create_dir_all(dir)).map_err(|e| io("creating", dir, e))?;
+/// What one request of a key found: the object, or nothing any more (404 after the listing).
+enum Found<T> {
+    Here(T),
+    Gone,
+}
 
-    if plan.data {
-        let out = match ctx
-            .client
-            .get_object()
-            .bucket(&ctx.bucket)
-            .key(key)
-            .set_version_id(job.version.clone())
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if client::error_status(&e) == Some(404) => return Ok(KeyOutcome::Vanished),
-            Err(e) => return Err(client::describe(&e)),
-        };
-        if let Some(t) = out.last_modified() {
-            // The GET's own date: the data written is that version, whatever the listing saw.
-            mtime = t.secs();
+/// Fetches what the job's plan says for one key (or version) and writes its files. The data
+/// and ACL requests go out together: on a high-latency server the key then costs one round
+/// trip, not two. The request slot `permit` is given back before the files are committed.
+async fn fetch(
+    ctx: &Ctx,
+    job: &Job,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<KeyOutcome, String> {
+    let data = async {
+        match job.plan.data {
+            true => fetch_data(ctx, job).await.map(Some),
+            false => Ok(None),
         }
-        let meta = object_meta(&out);
-        let expected_md5 = out
-            .e_tag()
-            .map(|e| e.trim_matches('"').to_ascii_lowercase())
-            .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
-        let mut update = update_file::UpdateFile::new(data_path);
-        let mut md5 = md5::Md5::new();
-        let mut body = out.body;
-        let mut received = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| format!("reading the object body: {e}"))?;
-            md5.update(&chunk);
-            received += chunk.len() as u64;
-            block_in_place(|| update.write_all(&chunk)).map_err(|e| io("writing", data_path, e))?;
+    };
+    let acl = async {
+        match job.plan.acl {
+            true => fetch_acl(ctx, job).await.map(Some),
+            false => Ok(None),
         }
-        ctx.bytes.fetch_add(received, Ordering::Relaxed);
-        if let Some(expected) = expected_md5 {
-            let got: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            if got != expected {
-                // `update` is dropped uncommitted: the old file stays.
-                return Err(format!(
-                    "the data received has MD5 {got}, the server's ETag says {expected}; \
-                     kept the previous copy, the next run tries again"
-                ));
-            }
-        }
-        changed |= block_in_place(|| update.commit()).map_err(|e| io("writing", data_path, e))?;
-        changed |= block_in_place(|| update_file::update_file(meta_path, &meta.file_bytes()))
-            .map_err(|e| io("writing", meta_path, e))?;
-    }
-    if plan.acl {
-        let raw = RawBody::default();
-        let result = ctx
-            .client
-            .get_object_acl()
-            .bucket(&ctx.bucket)
-            .key(key)
-            .set_version_id(job.version.clone())
-            .customize()
-            .interceptor(raw.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if client::error_status(&e) == Some(404) => return Ok(KeyOutcome::Vanished),
-            Err(e) => return Err(format!("reading its ACL: {}", client::describe(&e))),
-        }
-        let body = raw
-            .take()
-            .ok_or("the ACL answer had no body to keep".to_string())?;
-        changed |= block_in_place(|| update_file::update_file(acl_path, &body))
-            .map_err(|e| io("writing", acl_path, e))?;
-    }
-    if plan.data {
-        // The data file last: its mtime marks the key as complete.
-        block_in_place(|| {
-            file_time::set_mtime(meta_path, mtime)?;
-            file_time::set_mtime(data_path, mtime)
-        })
-        .map_err(|e| e.to_string())?;
-    }
+    };
+    let (data, acl) = tokio::join!(data, acl);
+    drop(permit);
+    let data = match data? {
+        Some(Found::Gone) => return Ok(KeyOutcome::Vanished),
+        Some(Found::Here(got)) => Some(got),
+        None => None,
+    };
+    let acl = match acl? {
+        Some(Found::Gone) => return Ok(KeyOutcome::Vanished),
+        Some(Found::Here(body)) => Some(body),
+        None => None,
+    };
+    let _writing = ctx.write_slots.acquire().await.map_err(|e| e.to_string())?;
+    let files = job.files.clone();
+    let changed = tokio::task::spawn_blocking(move || write_files(&files, data, acl))
+        .await
+        .map_err(|e| e.to_string())??;
     Ok(if changed {
         KeyOutcome::Updated {
-            mismatch: !plan.stale,
+            mismatch: !job.plan.stale,
         }
     } else {
         KeyOutcome::Unchanged
     })
+}
+
+/// An object's data as received: in memory when small, else already streamed into an
+/// uncommitted update of `_k`.
+enum Body {
+    Small(Vec<u8>),
+    Streamed(update_file::UpdateFile),
+}
+
+/// What a GET of the object gave: its data, the `_m` bytes and Last-Modified (whole seconds).
+type Got = (Body, Vec<u8>, i64);
+
+/// Writes one key's files (on a blocking thread): each replaced only if it differs, fsynced and
+/// renamed; `_k` gets its mtime last (the key's completion mark); the directory is fsynced once.
+/// Returns whether any file changed.
+fn write_files(files: &Files, data: Option<Got>, acl: Option<Vec<u8>>) -> Result<bool, String> {
+    let replace = |path: &Path, bytes: &[u8]| {
+        let mut update = update_file::UpdateFile::new(path);
+        update
+            .write_all(bytes)
+            .and_then(|()| update.commit_unsynced_dir())
+            .map_err(|e| io_error("writing", path, e))
+    };
+    let mut changed = false;
+    let mut mtime = None;
+    if let Some((body, meta, t)) = data {
+        changed |= match body {
+            Body::Small(bytes) => replace(&files.data, &bytes)?,
+            Body::Streamed(update) => update
+                .commit_unsynced_dir()
+                .map_err(|e| io_error("writing", &files.data, e))?,
+        };
+        changed |= replace(&files.meta, &meta)?;
+        mtime = Some(t);
+    }
+    if let Some(body) = acl {
+        changed |= replace(&files.acl, &body)?;
+    }
+    if let Some(t) = mtime {
+        file_time::set_mtime(&files.meta, t).map_err(|e| e.to_string())?;
+        file_time::set_mtime(&files.data, t).map_err(|e| e.to_string())?;
+    }
+    if changed {
+        atomic_file::sync_dir(&files.dir).map_err(|e| io_error("syncing", &files.dir, e))?;
+    }
+    Ok(changed)
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+/// Objects up to this size are received in memory and written in one go.
+const SMALL_OBJECT: i64 = 1 << 20;
+
+/// GETs the object (verifying a simple ETag's MD5): in memory when small, else streamed into
+/// an uncommitted update of `_k`.
+async fn fetch_data(ctx: &Ctx, job: &Job) -> Result<Found<Got>, String> {
+    let files = &job.files;
+    let out = match ctx
+        .client
+        .get_object()
+        .bucket(&ctx.bucket)
+        .key(&job.name)
+        .set_version_id(job.version.clone())
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) if client::error_status(&e) == Some(404) => return Ok(Found::Gone),
+        Err(e) => return Err(client::describe(&e)),
+    };
+    // The GET's own date: the data written is that version, whatever the listing saw.
+    let mtime = out.last_modified().map(|t| t.secs()).unwrap_or(job.mtime);
+    let meta = object_meta(&out);
+    let expected_md5 = out
+        .e_tag()
+        .map(|e| e.trim_matches('"').to_ascii_lowercase())
+        .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
+    let small = out.content_length().is_some_and(|n| n <= SMALL_OBJECT);
+    let mut body = if small {
+        Body::Small(Vec::new())
+    } else {
+        Body::Streamed(update_file::UpdateFile::new(&files.data))
+    };
+    let mut md5 = md5::Md5::new();
+    let mut stream = out.body;
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("reading the object body: {e}"))?;
+        md5.update(&chunk);
+        received += chunk.len() as u64;
+        match &mut body {
+            Body::Small(bytes) => bytes.extend_from_slice(&chunk),
+            Body::Streamed(update) => block_in_place(|| update.write_all(&chunk))
+                .map_err(|e| io_error("writing", &files.data, e))?,
+        }
+    }
+    ctx.bytes.fetch_add(received, Ordering::Relaxed);
+    if let Some(expected) = expected_md5 {
+        let got: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if got != expected {
+            // `update` is dropped uncommitted: the old file stays.
+            return Err(format!(
+                "the data received has MD5 {got}, the server's ETag says {expected}; \
+                 kept the previous copy, the next run tries again"
+            ));
+        }
+    }
+    Ok(Found::Here((body, meta.file_bytes(), mtime)))
+}
+
+/// GETs the object's ACL, raw.
+async fn fetch_acl(ctx: &Ctx, job: &Job) -> Result<Found<Vec<u8>>, String> {
+    let raw = RawBody::default();
+    let result = ctx
+        .client
+        .get_object_acl()
+        .bucket(&ctx.bucket)
+        .key(&job.name)
+        .set_version_id(job.version.clone())
+        .customize()
+        .interceptor(raw.clone())
+        .send()
+        .await;
+    match result {
+        Ok(_) => {}
+        Err(e) if client::error_status(&e) == Some(404) => return Ok(Found::Gone),
+        Err(e) => return Err(format!("reading its ACL: {}", client::describe(&e))),
+    }
+    raw.take()
+        .map(Found::Here)
+        .ok_or_else(|| "the ACL answer had no body to keep".to_string())
 }
 
 /// The `_m` content of a GET answer.
