@@ -61,6 +61,10 @@ pub(super) enum KeyOutcome {
     Vanished,
 }
 
+/// Keys being written (fsynced) at once, per request slot: fsyncs are latency-bound, and
+/// concurrent ones share journal commits.
+const WRITE_SLOTS_PER_THREAD: usize = 4;
+
 /// What every fetch of one bucket shares.
 pub(super) struct Ctx {
     /// The S3 client.
@@ -198,7 +202,7 @@ pub async fn backup_bucket(
         bucket: bucket.to_string(),
         dir: dir.to_path_buf(),
         bytes: AtomicU64::new(0),
-        write_slots: Semaphore::new(threads.max(1)),
+        write_slots: Semaphore::new(threads.max(1) * WRITE_SLOTS_PER_THREAD),
     });
     let mut summary = Summary::default();
     let mut valid: HashSet<Vec<u8>> = HashSet::new();

@@ -95,7 +95,11 @@ pub fn build(
     counter: &RequestCounter,
 ) -> Client {
     let credentials = Credentials::new(access_key, secret_key.expose(), None, None, "deltaic");
-    let config = aws_sdk_s3::Config::builder()
+    let mut config = aws_sdk_s3::Config::builder();
+    if endpoint.starts_with("http://") {
+        config = config.http_client(super::transport::QuickAckClient);
+    }
+    let config = config
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)

@@ -14,6 +14,7 @@ mod gc;
 pub mod listing;
 pub mod meta;
 pub mod restore;
+pub mod transport;
 pub mod versions;
 pub mod xml;
 
