@@ -855,3 +855,77 @@ fn versions_and_delete_markers_are_backed_up_and_replayed_in_order() {
         ran.stdout
     );
 }
+
+#[test]
+fn a_failing_key_keeps_its_last_good_copy() {
+    let Some(env) = Env::new() else { return };
+    let alice = User::create(&env.ceph, "rgwalice");
+    let bob = User::create(&env.ceph, "rgwbob");
+    let s3 = alice.client();
+    let bucket = unique_name("rgwfail");
+    env.create_bucket(&s3, &bucket);
+    env.rt
+        .block_on(
+            s3.put_bucket_acl()
+                .bucket(&bucket)
+                .grant_full_control(format!("id={}", alice.uid))
+                .grant_write(format!("id={}", bob.uid))
+                .send(),
+        )
+        .unwrap();
+    let grant = |read_acp: bool| {
+        let put = bob
+            .client()
+            .put_object_acl()
+            .bucket(&bucket)
+            .key("bobs.txt")
+            .grant_full_control(format!("id={}", bob.uid));
+        let put = if read_acp {
+            put.grant_read(format!("id={}", alice.uid))
+                .grant_read_acp(format!("id={}", alice.uid))
+        } else {
+            put.grant_read(format!("id={}", alice.uid))
+        };
+        env.rt.block_on(put.send()).unwrap();
+    };
+    env.rt
+        .block_on(
+            bob.client()
+                .put_object()
+                .bucket(&bucket)
+                .key("bobs.txt")
+                .body(ByteStream::from_static(b"good"))
+                .send(),
+        )
+        .unwrap();
+    grant(true);
+    env.put(&s3, &bucket, "other", b"fine");
+    let deltaic = env.config("", &[&bucket]);
+    deltaic.expect(["rgw", "backup", &bucket], 0);
+    let dir = env.bucket_dir(&bucket);
+    let before: Vec<Vec<u8>> = ["bobs.txt_k", "bobs.txt_m", "bobs.txt_a"]
+        .iter()
+        .map(|f| fs::read(dir.join(f)).unwrap())
+        .collect();
+
+    // Alice may still read the data but no longer the ACL: the key fails, its files stay.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    grant(false);
+    let ran = deltaic.expect(["rgw", "backup", &bucket], 1);
+    assert!(
+        ran.stderr
+            .contains("Couldn't fetch bobs.txt: reading its ACL: AccessDenied"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stdout.contains("Deleting"), "{}", ran.stdout);
+    let after: Vec<Vec<u8>> = ["bobs.txt_k", "bobs.txt_m", "bobs.txt_a"]
+        .iter()
+        .map(|f| fs::read(dir.join(f)).unwrap())
+        .collect();
+    assert_eq!(after, before, "the last good copy is untouched");
+    assert_eq!(fs::read(dir.join("other_k")).unwrap(), b"fine");
+
+    grant(true);
+    deltaic.expect(["rgw", "backup", &bucket], 0);
+}
