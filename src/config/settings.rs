@@ -169,7 +169,8 @@ pub struct Settings {
     /// Use HTTPS when `rgw-server` is not a URL (default false).
     #[serde(default)]
     pub rgw_secure: bool,
-    /// Concurrent S3 requests per bucket, backup and restore (default 4).
+    /// Objects fetched or uploaded at once per bucket (default 4); a fetch sends its data and
+    /// ACL requests together.
     #[serde(default = "default_rgw_threads")]
     pub rgw_threads: NonZeroUsize,
     /// Buckets backed up at once (default 1).

@@ -929,3 +929,33 @@ fn a_failing_key_keeps_its_last_good_copy() {
     grant(true);
     deltaic.expect(["rgw", "backup", &bucket], 0);
 }
+
+#[test]
+fn a_restore_goes_on_past_a_failed_object_and_lists_it() {
+    let Some(env) = Env::new() else { return };
+    let alice = User::create(&env.ceph, "rgwalice");
+    let s3 = alice.client();
+    let bucket = unique_name("rgwrst");
+    env.create_bucket(&s3, &bucket);
+    for key in ["a", "b", "c"] {
+        env.put(&s3, &bucket, key, key.as_bytes());
+    }
+    let deltaic = env.config("  rgw-threads: 1\n", &[&bucket]);
+    deltaic.expect(["rgw", "backup", &bucket], 0);
+    // A damaged ACL file: that object cannot be restored as it was.
+    fs::write(env.bucket_dir(&bucket).join("b_a"), b"not xml <").unwrap();
+    let dest = unique_name("rgwrstdst");
+    let ran = deltaic.expect(["rgw", "restore", &bucket, &dest], 1);
+    assert!(
+        ran.stderr
+            .contains("Couldn't restore b: reading its ACL file"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("1 object(s) could not be restored"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(env.keys(&s3, &dest), ["a", "c"], "the others are restored");
+}

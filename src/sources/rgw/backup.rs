@@ -286,6 +286,15 @@ pub async fn backup_bucket(
             })
             .with_context(|| format!("collecting deleted objects in {}", dir.display()))?;
             summary.deleted_files = collected.files;
+            if collected.fresh > 0 {
+                let text = format!(
+                    "{} file(s) written during this run were deleted again: their objects \
+                     vanished from the bucket meanwhile",
+                    collected.fresh
+                );
+                tracing::warn!("{text}");
+                summary.warnings.push(text);
+            }
         }
         Err(err) => {
             summary.errors.push(format!(

@@ -136,10 +136,7 @@ pub fn run(config: &Config, source: &str, dest: &str, force: bool) -> anyhow::Re
             )
             .await?;
         }
-        let work = keys
-            .into_iter()
-            .map(|(key, _)| (key, Work::Current))
-            .collect();
+        let work = keys.into_iter().map(|key| (key, Work::Current)).collect();
         failures.extend(
             restore_objects(
                 clients.clone(),
@@ -225,10 +222,10 @@ async fn prepare_bucket(
     Ok(())
 }
 
-/// Every key with a data file under `dir`, in walk order (directories and names sorted), with
-/// the data file's path relative to `dir`.
-fn walk(dir: &Path) -> anyhow::Result<Vec<(Vec<u8>, PathBuf)>> {
-    fn visit(dir: &Path, rel: &Path, out: &mut Vec<(Vec<u8>, PathBuf)>) -> anyhow::Result<()> {
+/// Every key with a data file under `dir`, in walk order (directories and names sorted). The
+/// versions tree holds no such file (its top directory has no `_d`).
+fn walk(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    fn visit(dir: &Path, rel: &Path, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
         let here = dir.join(rel);
         let mut entries: Vec<_> = std::fs::read_dir(&here)
             .with_context(|| format!("reading {}", here.display()))?
@@ -239,7 +236,7 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<(Vec<u8>, PathBuf)>> {
             if entry.file_type()?.is_dir() {
                 visit(dir, &child, out)?;
             } else if let Some((key, Code::Data)) = paths::decode(&child) {
-                out.push((key, child));
+                out.push(key);
             }
         }
         Ok(())
@@ -502,7 +499,7 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, b"").unwrap();
         }
-        let keys: Vec<Vec<u8>> = walk(tmp.path()).unwrap().into_iter().map(|k| k.0).collect();
+        let keys = walk(tmp.path()).unwrap();
         assert_eq!(keys, vec![b"a/".to_vec(), b"a/z".to_vec(), b"b".to_vec()]);
     }
 }
