@@ -81,6 +81,9 @@ pub enum Command {
     /// The rbd source: back up, restore and drop Ceph RBD images and snapshots
     #[command(subcommand)]
     Rbd(crate::sources::rbd::command::RbdCommand),
+    /// The rgw source: back up or restore S3 buckets (Ceph RADOS Gateway or any S3 service)
+    #[command(subcommand)]
+    Rgw(crate::sources::rgw::command::RgwCommand),
     /// The coda source: Coda volume replicas dumped over ssh
     #[command(subcommand)]
     Coda(crate::sources::coda::command::CodaCommand),
@@ -135,6 +138,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rbd(cmd) => {
             crate::run::unit_guard::arm()?;
             unit_command(crate::sources::rbd::command::execute(&load()?, cmd))
+        }
+        Command::Rgw(cmd) => {
+            crate::run::unit_guard::arm()?;
+            unit_command(crate::sources::rgw::command::execute(&load()?, cmd))
         }
         Command::Coda(cmd) => {
             crate::run::unit_guard::arm()?;

@@ -23,7 +23,7 @@ const TOP_LEVEL: &[&str] = &[
 ];
 
 /// Settings prefixes owned by sources and archivers whose keys are checked by their own modules.
-const FOREIGN_SETTING_PREFIXES: &[&str] = &["rgw-", "archive-", "googledrive-"];
+const FOREIGN_SETTING_PREFIXES: &[&str] = &["archive-", "googledrive-"];
 
 type Keys = BTreeMap<String, Spanned<IgnoredAny>>;
 

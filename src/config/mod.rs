@@ -23,6 +23,7 @@ pub use values::{Probability, Seconds};
 use crate::sources::coda::CodaGroup;
 use crate::sources::github::GithubOrgs;
 use crate::sources::rbd::RbdPools;
+use crate::sources::rgw::RgwBuckets;
 use crate::sources::rsync::RsyncHost;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -54,6 +55,8 @@ pub struct Config {
     pub github: GithubOrgs,
     /// The `rbd:` manifest: pool → images and snapshots.
     pub rbd: RbdPools,
+    /// The `rgw:` manifest: buckets (plain names or mappings), in file order.
+    pub rgw: RgwBuckets,
     /// Warnings found while loading (unknown keys); printed by the CLI, listed by `config check`.
     pub warnings: Vec<String>,
 }
@@ -71,6 +74,8 @@ struct RawConfig {
     github: Option<GithubOrgs>,
     #[serde(default, deserialize_with = "crate::sources::rbd::deserialize_pools")]
     rbd: RbdPools,
+    #[serde(default)]
+    rgw: Option<RgwBuckets>,
 }
 
 impl Config {
@@ -122,6 +127,7 @@ impl Config {
             coda: raw.coda.unwrap_or_default(),
             github: raw.github.unwrap_or_default(),
             rbd: raw.rbd,
+            rgw: raw.rgw.unwrap_or_default(),
             warnings,
         };
         config.validate()?;
@@ -135,6 +141,7 @@ impl Config {
         crate::sources::coda::validate_groups(self)?;
         crate::sources::github::validate(self)?;
         crate::sources::rbd::validate(self)?;
+        crate::sources::rgw::validate(self)?;
         Ok(())
     }
 

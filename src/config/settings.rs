@@ -180,6 +180,45 @@ pub struct Settings {
     /// (default 600 s; 0 disables).
     #[serde(default = "default_rbd_timeout")]
     pub rbd_timeout: Seconds,
+    /// radosgw (or any S3 service) endpoint: `host`, `host:port` or a URL (github-rgw-rbd.md
+    /// §2.1, §2.10); required by the rgw source unless every bucket names its own `server`.
+    #[serde(default)]
+    pub rgw_server: Option<String>,
+    /// Use HTTPS when `rgw-server` is not a URL (default false).
+    #[serde(default)]
+    pub rgw_secure: bool,
+    /// Objects fetched or uploaded at once per bucket (default 4); a fetch sends its data and
+    /// ACL requests together.
+    #[serde(default = "default_rgw_threads")]
+    pub rgw_threads: NonZeroUsize,
+    /// Buckets backed up at once (default 1).
+    #[serde(default = "one")]
+    pub rgw_workers: NonZeroUsize,
+    /// Probability per run and bucket of a full scrub, `--scrub` (default 0.0166).
+    #[serde(default = "default_scrub_probability")]
+    pub rgw_scrub_probability: Probability,
+    /// Probability per run and bucket of an ACL scrub, `--scrub-acls` (default 0).
+    #[serde(default = "default_zero_probability")]
+    pub rgw_scrub_acl_probability: Probability,
+    /// SigV4 signing region (default `us-east-1`; radosgw accepts its zonegroup name).
+    #[serde(default = "default_rgw_region")]
+    pub rgw_region: String,
+    /// `radosgw-admin` executable, used for bucket-owner credentials (default `radosgw-admin`).
+    #[serde(default = "default_rgw_admin")]
+    pub rgw_admin_path: String,
+    /// Fixed access key (D7): with `rgw-secret-key`, used instead of `radosgw-admin`.
+    #[serde(default)]
+    pub rgw_access_key: Option<String>,
+    /// Fixed secret key (D7), never logged.
+    #[serde(default)]
+    pub rgw_secret_key: Option<Secret>,
+    /// Restore uploads objects larger than this in parts of this size (bytes; default 64 MiB;
+    /// at least 5 MiB, the S3 minimum part size).
+    #[serde(default = "default_rgw_multipart")]
+    pub rgw_multipart_threshold: u64,
+    /// Back up every version and delete marker of versioned buckets (default false).
+    #[serde(default)]
+    pub rgw_versions: bool,
 }
 
 fn default_df_warning() -> f64 {
@@ -229,6 +268,21 @@ fn default_rbd() -> String {
 }
 fn default_rbd_timeout() -> Seconds {
     Seconds(600)
+}
+fn default_rgw_threads() -> NonZeroUsize {
+    NonZeroUsize::new(4).expect("non-zero")
+}
+fn default_zero_probability() -> Probability {
+    Probability::new(0.0)
+}
+fn default_rgw_region() -> String {
+    "us-east-1".into()
+}
+fn default_rgw_admin() -> String {
+    "radosgw-admin".into()
+}
+fn default_rgw_multipart() -> u64 {
+    64 << 20
 }
 fn default_true() -> bool {
     true

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 /// Environment variables a unit child inherits; a trailing `*` matches a prefix. Everything else
 /// is dropped, so the parent's secrets and quirks do not leak into the units, while PATH (for
 /// rsync, ssh, sudo), HOME (for ~/.ssh), the locale, TZ, the ssh agent and a private CA
-/// (SSL_CERT_FILE/DIR, e.g. for GitHub Enterprise) and the Ceph client's CEPH_CONF/CEPH_ARGS
+/// (SSL_CERT_FILE/DIR, e.g. for GitHub Enterprise) and the Ceph tools' CEPH_CONF/CEPH_ARGS (D2)
 /// work as in a shell.
 pub const ENV_ALLOWLIST: &[&str] = &[
     "PATH",
@@ -55,8 +55,7 @@ pub const ENV_ALLOWLIST: &[&str] = &[
     "SSH_AUTH_SOCK",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
-    "CEPH_CONF",
-    "CEPH_ARGS",
+    "CEPH_*",
     "USER",
     "LOGNAME",
     "DELTAIC_LOG",

@@ -8,6 +8,7 @@
 pub mod coda;
 pub mod github;
 pub mod rbd;
+pub mod rgw;
 pub mod rsync;
 
 use crate::config::Config;
@@ -93,4 +94,10 @@ pub trait Source: Sync {
 }
 
 /// Every source, in the original's registration order.
-pub static ALL_SOURCES: &[&dyn Source] = &[&coda::Coda, &github::Github, &rbd::Rbd, &rsync::Rsync];
+pub static ALL_SOURCES: &[&dyn Source] = &[
+    &coda::Coda,
+    &github::Github,
+    &rbd::Rbd,
+    &rgw::Rgw,
+    &rsync::Rsync,
+];

@@ -114,7 +114,20 @@ impl UpdateFile {
 
     /// Finishes the update. Returns whether the file was (re)written: `false` means the content
     /// was identical and nothing was touched.
-    pub fn commit(mut self) -> io::Result<bool> {
+    pub fn commit(self) -> io::Result<bool> {
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let sync_dir = self.flush == Flush::FileAndDir;
+        let written = self.commit_unsynced_dir()?;
+        if written && sync_dir {
+            atomic_file::sync_dir(&dir)?;
+        }
+        Ok(written)
+    }
+
+    /// [`commit`](UpdateFile::commit) without the final fsync of the directory: for callers that
+    /// replace several files of one directory and then call [`atomic_file::sync_dir`] once. Until
+    /// then a crash may undo the rename (never tear the file).
+    pub fn commit_unsynced_dir(mut self) -> io::Result<bool> {
         self.check()?;
         if self.temp.is_none() {
             if let Some(old) = self.old.as_mut() {
@@ -134,9 +147,6 @@ impl UpdateFile {
         file.set_permissions(Permissions::from_mode(0o644))?;
         fs::rename(temp, &self.path)?;
         self.temp = None;
-        if self.flush == Flush::FileAndDir {
-            atomic_file::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
-        }
         Ok(true)
     }
 }

@@ -12,6 +12,7 @@ mod harness;
 mod prune;
 mod pyjson;
 mod rbd;
+mod rgw;
 mod rsync;
 mod run;
 mod snapshot;
