@@ -11,6 +11,7 @@ mod run;
 mod storage;
 
 use crate::config::{self, Config};
+use crate::sources;
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -89,13 +90,19 @@ pub enum Command {
     Coda(crate::sources::coda::command::CodaCommand),
 }
 
-/// Passes on a source command's result, first recording a unit it ran by hand as ok when it
-/// succeeded ([`crate::run::unit_session`]).
-fn unit_command(result: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
-    if matches!(&result, Ok(code) if *code == ExitCode::SUCCESS) {
+/// Runs a source command: a unit child of `deltaic run` arms its guard before anything else,
+/// config loading included (it must not outlive the run: [`crate::run::unit_guard`]); a unit
+/// run by hand that succeeded is then recorded as ok ([`crate::run::unit_session`]).
+fn unit_command(
+    load: &dyn Fn() -> anyhow::Result<Config>,
+    execute: impl FnOnce(&Config) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    crate::run::unit_guard::arm()?;
+    let code = execute(&load()?)?;
+    if code == ExitCode::SUCCESS {
         crate::run::unit_session::finish()?;
     }
-    result
+    Ok(code)
 }
 
 /// Runs the parsed command line and returns the exit code.
@@ -125,27 +132,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(args) => storage::snapshot(&load()?, args),
         Command::Mkconf(args) => mkconf::execute(&load()?, args),
         Command::Config(cmd) => config_check::execute(&config_path, cmd),
-        // A unit child of `deltaic run` arms its guard before anything else, config loading
-        // included (it must not outlive the run: crate::run::unit_guard).
-        Command::Rsync(cmd) => {
-            crate::run::unit_guard::arm()?;
-            unit_command(crate::sources::rsync::command::execute(&load()?, cmd))
-        }
-        Command::Github(cmd) => {
-            crate::run::unit_guard::arm()?;
-            unit_command(crate::sources::github::command::execute(&load()?, cmd))
-        }
-        Command::Rbd(cmd) => {
-            crate::run::unit_guard::arm()?;
-            unit_command(crate::sources::rbd::command::execute(&load()?, cmd))
-        }
-        Command::Rgw(cmd) => {
-            crate::run::unit_guard::arm()?;
-            unit_command(crate::sources::rgw::command::execute(&load()?, cmd))
-        }
-        Command::Coda(cmd) => {
-            crate::run::unit_guard::arm()?;
-            unit_command(crate::sources::coda::command::execute(&load()?, cmd))
-        }
+        Command::Rsync(cmd) => unit_command(&load, |c| sources::rsync::command::execute(c, cmd)),
+        Command::Github(cmd) => unit_command(&load, |c| sources::github::command::execute(c, cmd)),
+        Command::Rbd(cmd) => unit_command(&load, |c| sources::rbd::command::execute(c, cmd)),
+        Command::Rgw(cmd) => unit_command(&load, |c| sources::rgw::command::execute(c, cmd)),
+        Command::Coda(cmd) => unit_command(&load, |c| sources::coda::command::execute(c, cmd)),
     }
 }

@@ -26,7 +26,7 @@ pub struct UnitRoot(String);
 
 impl UnitRoot {
     /// Builds a unit root from components, each of which must be a safe single path component.
-    pub fn from_components(parts: &[&str]) -> Result<UnitRoot, String> {
+    pub fn from_components(parts: &[&str]) -> Result<UnitRoot, UnsafeComponent> {
         for part in parts {
             check_component(part)?;
         }
@@ -44,19 +44,28 @@ impl UnitRoot {
     }
 }
 
+/// A name that cannot be one directory under ROOT (empty, `.`, `..`, or containing `/` or NUL).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` cannot be used as a directory name (empty, `.`, `..`, or contains `/`)")]
+pub struct UnsafeComponent(pub String);
+
+impl From<UnsafeComponent> for String {
+    fn from(e: UnsafeComponent) -> String {
+        e.to_string()
+    }
+}
+
 /// Rejects empty, `.`, `..`, and components containing `/` or NUL (BUG-4, BUG-C7).
-pub fn check_component(part: &str) -> Result<(), String> {
+pub fn check_component(part: &str) -> Result<(), UnsafeComponent> {
     if part.is_empty() || part == "." || part == ".." || part.contains('/') || part.contains('\0') {
-        return Err(format!(
-            "`{part}` cannot be used as a directory name (empty, `.`, `..`, or contains `/`)"
-        ));
+        return Err(UnsafeComponent(part.to_string()));
     }
     Ok(())
 }
 
 impl TryFrom<String> for UnitRoot {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = UnsafeComponent;
+    fn try_from(s: String) -> Result<Self, UnsafeComponent> {
         let parts: Vec<&str> = s.split('/').collect();
         UnitRoot::from_components(&parts)
     }

@@ -63,7 +63,11 @@ pub fn volume_dir_name(volume: &str) -> Result<String, String> {
 
 /// The unit root of one replica: `coda/<server short name>/<volume directory name>`.
 pub fn unit_root(server: &str, volume: &str) -> Result<UnitRoot, String> {
-    UnitRoot::from_components(&["coda", short_name(server), &volume_dir_name(volume)?])
+    Ok(UnitRoot::from_components(&[
+        "coda",
+        short_name(server),
+        &volume_dir_name(volume)?,
+    ])?)
 }
 
 /// Checks server and volume names (BUG-4, BUG-C7): every replica must get its own directory.
