@@ -98,8 +98,7 @@ impl Source for Github {
                 let mut backup_args = vec!["github".into(), "backup".into(), org.clone()];
                 scrub(rng, &mut backup_args);
                 units.push(Unit {
-                    root: UnitRoot::from_components(&["github", org, ORG_UNIT])
-                        .map_err(anyhow::Error::msg)?,
+                    root: UnitRoot::from_components(&["github", org, ORG_UNIT])?,
                     backup_args,
                 });
             }

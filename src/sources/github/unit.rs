@@ -85,7 +85,7 @@ pub fn backup_organisation<A: Api>(
 fn unit_root(parts: &[&str]) -> anyhow::Result<UnitRoot> {
     let mut all = vec!["github"];
     all.extend_from_slice(parts);
-    UnitRoot::from_components(&all).map_err(anyhow::Error::msg)
+    Ok(UnitRoot::from_components(&all)?)
 }
 
 /// Rejects names that are not single safe path components (they come from the command line).

@@ -54,7 +54,7 @@ const MAX_LOGGED_MISMATCHES: usize = 100;
 pub fn run(config: &Config, host: &str, scrub: bool) -> anyhow::Result<ExitCode> {
     let info = find_host(config, host)?;
     let alias = info.alias(host);
-    let unit = UnitRoot::from_components(&["rsync", alias]).map_err(anyhow::Error::msg)?;
+    let unit = UnitRoot::from_components(&["rsync", alias])?;
     let _locks = unit_session::start(config, &unit)?;
     let ssh = if info.local {
         None

@@ -54,8 +54,7 @@ impl Source for Rsync {
         hosts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let mut units = Vec::new();
         for (_, host, info) in hosts {
-            let root = UnitRoot::from_components(&["rsync", info.alias(host)])
-                .map_err(anyhow::Error::msg)?;
+            let root = UnitRoot::from_components(&["rsync", info.alias(host)])?;
             let mut backup_args = vec!["rsync".into(), "backup".into(), host.clone()];
             if config.settings.rsync_scrub_probability.roll(rng) {
                 backup_args.push("--scrub".into());
