@@ -115,10 +115,10 @@ impl UpdateFile {
     /// Finishes the update. Returns whether the file was (re)written: `false` means the content
     /// was identical and nothing was touched.
     pub fn commit(self) -> io::Result<bool> {
-        let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let sync_dir = self.flush == Flush::FileAndDir;
+        let dir = (self.flush == Flush::FileAndDir)
+            .then(|| self.path.parent().unwrap_or(Path::new(".")).to_path_buf());
         let written = self.commit_unsynced_dir()?;
-        if written && sync_dir {
+        if let (true, Some(dir)) = (written, dir) {
             atomic_file::sync_dir(&dir)?;
         }
         Ok(written)

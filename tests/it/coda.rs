@@ -4,7 +4,7 @@
 //! the failure fixtures of core-rsync-coda.md §13 use the ssh stand-in, where sshd adds nothing.
 
 use crate::harness::coda::{BACKUP_ID, CodaTar, FakeCoda, VOLUME_ID};
-use crate::harness::deltaic::Run;
+use crate::harness::deltaic::{Deltaic, Run};
 use crate::harness::sshd::Sshd;
 use crate::harness::tree::{mode, stat_xattr};
 use std::ffi::OsStr;
@@ -27,6 +27,8 @@ struct Env {
     dir: TempDir,
     fake: FakeCoda,
     sshd: Option<Sshd>,
+    /// The binary with this world's config, ssh program and no retry pause.
+    deltaic: Deltaic,
 }
 
 impl Env {
@@ -48,7 +50,19 @@ impl Env {
             .unwrap();
         let fake = FakeCoda::new(&dir.path().join("server"));
         fs::create_dir(dir.path().join("root")).unwrap();
-        let env = Env { dir, fake, sshd };
+        let ssh = match &sshd {
+            Some(sshd) => sshd.ssh_program(),
+            None => fake.fake_ssh(),
+        };
+        let deltaic = Deltaic::new(&dir.path().join("deltaic.conf"))
+            .env("DELTAIC_SSH", ssh)
+            .env("DELTAIC_CODA_RETRY_DELAY_MS", "0");
+        let env = Env {
+            dir,
+            fake,
+            sshd,
+            deltaic,
+        };
         env.config(
             "",
             &format!("  - servers: [{HOST1}]\n    volumes: ['{VOLUME}']\n"),
@@ -86,19 +100,8 @@ impl Env {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let ssh = match &self.sshd {
-            Some(sshd) => sshd.ssh_program(),
-            None => self.fake.fake_ssh(),
-        };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deltaic"));
-        cmd.arg("-c")
-            .arg(self.path("deltaic.conf"))
-            .args(args)
-            .env("DELTAIC_ALLOW_ROOT", "1")
-            .env("DELTAIC_SSH", ssh)
-            .env("DELTAIC_CODA_RETRY_DELAY_MS", "0")
-            .env_remove("DELTAIC_LOG")
-            .env_remove("DELTAIC_RUN_PID")
+        let mut cmd = self.deltaic.command(args);
+        cmd.env_remove("DELTAIC_RUN_PID")
             .env_remove("DELTAIC_UNIT_REPORT");
         cmd
     }
@@ -142,6 +145,11 @@ fn lmtime(path: &Path) -> i64 {
 
 fn ino(path: &Path) -> u64 {
     fs::symlink_metadata(path).unwrap().ino()
+}
+
+/// How many recorded calls start with `prefix`.
+fn starting_with(calls: &[String], prefix: &str) -> usize {
+    calls.iter().filter(|c| c.starts_with(prefix)).count()
 }
 
 fn incremental_ok(vol: &Path) -> Option<Vec<u8>> {
@@ -472,11 +480,11 @@ fn truncated_garbled_or_empty_dumps_are_retried_then_fail_without_deleting() {
         env.fake.set_full(&stream);
         let run = env.backup(&["-R"]).failure();
         let calls = env.fake.take_calls();
-        let dumps = calls
-            .iter()
-            .filter(|c| c.starts_with("volutil dump"))
-            .count();
-        assert_eq!(dumps, 10, "{what}: {calls:?}");
+        assert_eq!(
+            starting_with(&calls, "volutil dump"),
+            10,
+            "{what}: {calls:?}"
+        );
         assert!(
             !calls.iter().any(|c| c.contains("ancient")),
             "{what}: {calls:?}"
@@ -536,13 +544,7 @@ fn a_failing_volutil_dump_is_noticed_although_codadump2tar_succeeds() {
         run.stderr()
     );
     let calls = env.fake.take_calls();
-    assert_eq!(
-        calls
-            .iter()
-            .filter(|c| c.starts_with("codadump2tar"))
-            .count(),
-        10
-    );
+    assert_eq!(starting_with(&calls, "codadump2tar"), 10, "{calls:?}");
     assert!(
         env.vol().join("run.sh").exists(),
         "no GC after a failed dump"
@@ -629,11 +631,11 @@ fn unsafe_names_and_unexpected_types_are_refused_and_nothing_escapes() {
             run.stderr()
         );
         let calls = env.fake.take_calls();
-        let dumps = calls
-            .iter()
-            .filter(|c| c.starts_with("volutil dump"))
-            .count();
-        assert_eq!(dumps, 1, "{what}: not retried: {calls:?}");
+        assert_eq!(
+            starting_with(&calls, "volutil dump"),
+            1,
+            "{what}: not retried: {calls:?}"
+        );
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "{what}");
         assert!(!env.root().join("coda/host1/escaped").exists(), "{what}");
         assert!(!env.root().join("escaped").exists(), "{what}");

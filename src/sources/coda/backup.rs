@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::run::manifest::UnitReport;
 use crate::run::unit_session;
 use crate::sources::rsync::ssh::Ssh;
+use crate::util::atomic_file;
 use anyhow::Context;
 use std::io;
 use std::path::Path;
@@ -88,8 +89,7 @@ pub fn run(config: &Config, request: &Request<'_>) -> anyhow::Result<ExitCode> {
         // Durable before the tree changes: after a crash, the next dump is a full one.
         xattr::remove(&root, INCREMENTAL_OK_XATTR)
             .with_context(|| xattr_advice("removing", &root))?;
-        std::fs::File::open(&root)
-            .and_then(|dir| dir.sync_all())
+        atomic_file::sync_dir(&root)
             .with_context(|| format!("flushing {} to disk", root.display()))?;
     }
     let what = format!("{volume} on {host}");

@@ -153,30 +153,44 @@ impl Remote {
         Ok(out.stdout)
     }
 
-    /// The remote dump command: `volutil dump [-i -1] <backup id> | codadump2tar -rn .` in a
-    /// POSIX sh script that fails when either side fails (see the module doc).
-    pub fn dump_command(&self, backup_id: &str, incremental: bool) -> String {
+    /// The two sides of the dump pipeline: `<volutil> dump [-i -1] <backup id>` and
+    /// `<codadump2tar> -rn .`.
+    fn dump_sides(&self, backup_id: &str, incremental: bool) -> (String, String) {
         let level = if incremental { " -i -1" } else { "" };
-        let (volutil, c2t) = (&self.volutil, &self.codadump2tar);
-        let script = format!(
-            "exec 4>&1; \
-             s=$( {{ {{ {volutil} dump{level} {backup_id} 3>&- 4>&-; echo $? >&3; }} \
-             | {c2t} -rn . 3>&- >&4 4>&-; }} 3>&1 ); c=$?; exec 4>&-; \
-             if [ \"$s\" != 0 ]; then \
-             echo \"deltaic: volutil dump exited with status ${{s:-unknown}}\" >&2; exit 1; fi; \
-             if [ $c != 0 ]; then echo \"deltaic: codadump2tar exited with status $c\" >&2; fi; \
-             exit $c"
+        (
+            format!("{} dump{level} {backup_id}", self.volutil),
+            format!("{} -rn .", self.codadump2tar),
+        )
+    }
+
+    /// The remote dump command: `volutil dump [-i -1] <backup id> | codadump2tar -rn .` in a
+    /// POSIX sh script that fails when either side fails (see the module doc). One line, in
+    /// single quotes, so that any login shell hands it to `sh` unchanged.
+    pub fn dump_command(&self, backup_id: &str, incremental: bool) -> String {
+        let (dump, convert) = self.dump_sides(backup_id, incremental);
+        // fd 3 carries volutil's exit status out of the pipeline (`s` stays empty if it never
+        // ends); fd 4 is the script's stdout, where the tar goes while `$( )` captures fd 3.
+        let pipeline = format!(
+            "s=$( {{ {{ {dump} 3>&- 4>&-; echo $? >&3; }} | {convert} 3>&- >&4 4>&-; }} 3>&1 )"
         );
+        let script = [
+            "exec 4>&1",
+            &pipeline,
+            "c=$?",
+            "exec 4>&-",
+            "if [ \"$s\" != 0 ]; then \
+             echo \"deltaic: volutil dump exited with status ${s:-unknown}\" >&2; exit 1; fi",
+            "if [ $c != 0 ]; then echo \"deltaic: codadump2tar exited with status $c\" >&2; fi",
+            "exit $c",
+        ]
+        .join("; ");
         format!("sh -c '{script}'")
     }
 
     /// Starts the dump of `backup_id`; its stdout is the tar stream.
     pub fn dump(&self, backup_id: &str, incremental: bool) -> anyhow::Result<Dump> {
-        let level = if incremental { " -i -1" } else { "" };
-        println!(
-            "> {} dump{level} {backup_id} | {} -rn .",
-            self.volutil, self.codadump2tar
-        );
+        let (dump, convert) = self.dump_sides(backup_id, incremental);
+        println!("> {dump} | {convert}");
         let remote = self.dump_command(backup_id, incremental);
         let mut cmd = self.ssh.remote_command(USER, &self.host, &remote);
         cmd.stdin(Stdio::null())

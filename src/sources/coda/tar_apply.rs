@@ -467,10 +467,6 @@ mod tests {
         out
     }
 
-    fn apply_to(stream: &[u8], tree: &mut Tree) -> Result<Applied, ApplyError> {
-        apply(stream, tree)
-    }
-
     #[test]
     fn types_change_empty_symlinks_keep_the_old_one_and_dangling_links_get_their_mtime() {
         let dir = tempfile::tempdir().unwrap();
@@ -485,7 +481,7 @@ mod tests {
         entry(&mut s, b'5', b"./was-file", b"", 7, b"");
         entry(&mut s, b'2', b"./kept", b"", 8, b"");
         entry(&mut s, b'2', b"./dangling", b"missing", 9, b"");
-        let applied = apply_to(&finish(s), &mut tree).unwrap();
+        let applied = apply(&finish(s)[..], &mut tree).unwrap();
         assert_eq!(fs::read(root.join("was-dir")).unwrap(), b"now a file");
         assert!(root.join("was-file").is_dir());
         assert_eq!(
@@ -511,11 +507,11 @@ mod tests {
         let mut tree = Tree::open(&dir.path().join("vol")).unwrap();
         let mut s = Vec::new();
         entry(&mut s, b'0', b"./", b"", 1, b"x");
-        let err = apply_to(&finish(s), &mut tree).unwrap_err();
+        let err = apply(&finish(s)[..], &mut tree).unwrap_err();
         assert!(matches!(&err, ApplyError::Fatal(e) if e.to_string().contains("volume root")));
         let mut s = Vec::new();
         entry(&mut s, b'1', b"./l", b"./missing", 1, b"");
-        let err = apply_to(&finish(s), &mut tree).unwrap_err();
+        let err = apply(&finish(s)[..], &mut tree).unwrap_err();
         assert!(matches!(&err, ApplyError::Fatal(e) if e.to_string().contains("./missing")));
     }
 
@@ -528,13 +524,13 @@ mod tests {
         entry(&mut s, b'0', b"./a", b"", 1, b"same");
         entry(&mut s, b'1', b"./b", b"./a", 1, b"");
         entry(&mut s, b'1', b"./stale", b"./a", 1, b"");
-        apply_to(&finish(s), &mut tree).unwrap();
+        apply(&finish(s)[..], &mut tree).unwrap();
         assert_eq!(fs::metadata(root.join("a")).unwrap().nlink(), 3);
         // `stale` is no longer a link of `a` at the source (it is not in this dump at all).
         let mut s = Vec::new();
         entry(&mut s, b'0', b"./a", b"", 1, b"same");
         entry(&mut s, b'1', b"./b", b"./a", 1, b"");
-        apply_to(&finish(s), &mut tree).unwrap();
+        apply(&finish(s)[..], &mut tree).unwrap();
         let ino = |n: &str| fs::metadata(root.join(n)).unwrap().ino();
         assert_eq!(ino("a"), ino("b"));
         assert_ne!(ino("a"), ino("stale"));
@@ -599,7 +595,7 @@ mod tests {
                 let data: &[u8] = if *flag == b'0' { b"data" } else { b"" };
                 entry(&mut s, *flag, name, target, 1, data);
             }
-            let _ = apply_to(&finish(s), &mut tree);
+            let _ = apply(&finish(s)[..], &mut tree);
             prop_assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
             let beside: Vec<_> = fs::read_dir(dir.path().join("r")).unwrap()
                 .map(|e| e.unwrap().file_name()).collect();

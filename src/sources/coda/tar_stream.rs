@@ -134,7 +134,9 @@ pub fn read_data<R: Read, E: From<Damaged>>(
     mut sink: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<u64, E> {
     let size = entry.size();
-    let mut buf = vec![0u8; 256 * 1024];
+    // Sized to the entry: most files are small, and a fresh 256 KiB per entry is a page-mapping
+    // round trip for each of them.
+    let mut buf = vec![0u8; size.min(256 * 1024) as usize];
     let mut got = 0u64;
     loop {
         let n = match entry.read(&mut buf) {
