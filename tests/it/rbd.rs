@@ -550,6 +550,13 @@ fn a_truncated_or_failing_export_fails_cleanly_and_leaves_the_last_backup_intact
             "failed"
         };
         assert!(ran.stderr.contains(expected), "{var}: {}", ran.stderr);
+        // "failed" is in every failed unit's message; the rbd command's status is not.
+        let status = match var {
+            "FAULT_EXIT" => "exited with status 3",
+            "FAULT_CREATE" => "exited with status 5",
+            _ => "truncated",
+        };
+        assert!(ran.stderr.contains(status), "{var}: {}", ran.stderr);
         assert!(fs::read(&path).unwrap() == before, "{var}: file untouched");
         assert!(!pending(&path).exists());
         assert_eq!(xattr(&path, "user.rbd.pending-snapshot"), None);
@@ -633,7 +640,12 @@ fn restore_round_trips_and_drop_removes_exactly_deltaics_snapshots() {
     env.drive(&image, &[json!(["write", 0, 1000, 4])]);
     env.crash_at("after-pending");
     assert_eq!(env.backup_snapshots(&image).len(), 2);
-    env.deltaic().expect(["rbd", "drop", POOL, "vm"], 0);
+    let dropped = env.deltaic().expect(["rbd", "drop", POOL, "vm"], 0);
+    assert!(
+        dropped.stdout.contains("the image can be deleted"),
+        "drop says what is next: {}",
+        dropped.stdout
+    );
     assert_eq!(
         env.snapshots(&image),
         ["keep"],
