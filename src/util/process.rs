@@ -3,10 +3,10 @@
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 
 /// How many bytes of stderr an error message keeps.
-const STDERR_TAIL: usize = 2000;
+pub const STDERR_TAIL: usize = 2000;
 
 /// A tool that exited unsuccessfully or could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -62,22 +62,36 @@ pub fn output_any_status(cmd: &mut Command) -> Result<Output, ProcessError> {
 
 /// Builds the error for a finished, unsuccessful `cmd`.
 pub fn failure(cmd: &Command, out: &Output) -> ProcessError {
+    failure_of(display(cmd), out.status, &out.stderr)
+}
+
+/// [`failure`] for a command known by its command line (as [`display`] shows it) and the
+/// stderr it printed.
+pub fn failure_of(command: String, status: ExitStatus, stderr: &[u8]) -> ProcessError {
     use std::os::unix::process::ExitStatusExt;
-    let outcome = match (out.status.code(), out.status.signal()) {
+    let outcome = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!("was killed by signal {sig}"),
         _ => "failed".to_string(),
     };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let start = stderr.len().saturating_sub(STDERR_TAIL);
-    let start = (start..stderr.len())
-        .find(|&i| stderr.is_char_boundary(i))
-        .unwrap_or(start);
-    ProcessError {
-        command: display(cmd),
-        outcome,
-        code: out.status.code(),
-        stderr: stderr[start..].to_string(),
+    ProcessError::new(command, outcome, status.code(), stderr)
+}
+
+impl ProcessError {
+    /// The error for `command` that ended with `outcome`, keeping the last [`STDERR_TAIL`]
+    /// bytes of `stderr`.
+    pub fn new(command: String, outcome: String, code: Option<i32>, stderr: &[u8]) -> Self {
+        let stderr = String::from_utf8_lossy(stderr);
+        let start = stderr.len().saturating_sub(STDERR_TAIL);
+        let start = (start..stderr.len())
+            .find(|&i| stderr.is_char_boundary(i))
+            .unwrap_or(start);
+        ProcessError {
+            command,
+            outcome,
+            code,
+            stderr: stderr[start..].to_string(),
+        }
     }
 }
 

@@ -165,6 +165,29 @@ impl RbdEnv {
             .collect()
     }
 
+    /// The image's `backup-*` snapshots (Deltaic's).
+    fn backup_snapshots(&self, image: &str) -> Vec<String> {
+        let mut snaps = self.snapshots(image);
+        snaps.retain(|s| s.starts_with("backup-"));
+        snaps
+    }
+
+    /// `rbd snap rm POOL/IMAGE@SNAP`, behind Deltaic's back.
+    fn remove_snapshot(&self, image: &str, snap: &str) {
+        let spec = format!("{POOL}/{image}@{snap}");
+        self.ceph
+            .run("rbd", &["snap", "rm", "--no-progress", &spec]);
+    }
+
+    /// `deltaic rbd backup POOL vm`, SIGKILLed by itself at crash point `step`.
+    fn crash_at(&self, step: &str) {
+        let ran = self
+            .deltaic()
+            .env("DELTAIC_RBD_CRASH_AT", step)
+            .run(["rbd", "backup", POOL, "vm"]);
+        assert_eq!(ran.code, None, "{step}: killed\n{}", ran.stderr);
+    }
+
     /// Asserts that the image unit `friendly` is a complete backup of `image` as it is now:
     /// byte-equal to the export of its recorded snapshot and of the head, no staged diff, and
     /// exactly one `backup-*` snapshot on the image.
@@ -173,11 +196,7 @@ impl RbdEnv {
         let snap = xattr(&path, "user.rbd.snapshot").expect("user.rbd.snapshot is set");
         assert_eq!(xattr(&path, "user.rbd.pending-snapshot"), None);
         assert_eq!(xattr(&path, "user.rbd.creating-snapshot"), None);
-        let backups: Vec<String> = self
-            .snapshots(image)
-            .into_iter()
-            .filter(|s| s.starts_with("backup-"))
-            .collect();
+        let backups = self.backup_snapshots(image);
         assert_eq!(
             backups,
             std::slice::from_ref(&snap),
@@ -201,13 +220,16 @@ impl RbdEnv {
 impl Drop for RbdEnv {
     fn drop(&mut self) {
         for image in &self.images {
-            let spec = format!("{POOL}/{image}");
-            let _ = self
-                .ceph
-                .output("rbd", &["snap", "purge", "--no-progress", &spec]);
-            let _ = self.ceph.output("rbd", &["rm", "--no-progress", &spec]);
+            delete_image(&self.ceph, &format!("{POOL}/{image}"), Ceph::output);
         }
     }
+}
+
+/// `rbd snap purge` and `rbd rm` of the image `spec` (POOL/IMAGE) through `run`
+/// ([`Ceph::run`] to insist, [`Ceph::output`] to try).
+fn delete_image<T>(ceph: &Ceph, spec: &str, run: impl Fn(&Ceph, &str, &[&str]) -> T) {
+    run(ceph, "rbd", &["snap", "purge", "--no-progress", spec]);
+    run(ceph, "rbd", &["rm", "--no-progress", spec]);
 }
 
 fn xattr(path: &Path, name: &str) -> Option<String> {
@@ -391,11 +413,7 @@ fn sigkill_at_every_step_then_a_rerun_converges_without_leaking_snapshots() {
     // The first (full) fetch, killed before and after it.
     for step in ["after-intent", "after-snap-create", "after-full-fetch"] {
         env.drive(&image, &[json!(["write", 0, 3 * OBJECT, step.len()])]);
-        let ran = env
-            .deltaic()
-            .env("DELTAIC_RBD_CRASH_AT", step)
-            .run(["rbd", "backup", POOL, "vm"]);
-        assert_eq!(ran.code, None, "{step}: killed\n{}", ran.stderr);
+        env.crash_at(step);
         assert_eq!(
             xattr(&path, "user.rbd.snapshot"),
             None,
@@ -413,15 +431,7 @@ fn sigkill_at_every_step_then_a_rerun_converges_without_leaking_snapshots() {
         env.assert_backup_current("vm", &image);
         fs::remove_file(&path).unwrap();
         let base = env.snapshots(&image).pop().unwrap();
-        env.ceph.run(
-            "rbd",
-            &[
-                "snap",
-                "rm",
-                "--no-progress",
-                &format!("{POOL}/{image}@{base}"),
-            ],
-        );
+        env.remove_snapshot(&image, &base);
     }
     backup(&env, &["rbd", "vm"]);
     let steps = [
@@ -442,11 +452,7 @@ fn sigkill_at_every_step_then_a_rerun_converges_without_leaking_snapshots() {
             &[json!(["write", (i as u64) * OBJECT + 5, 2 * OBJECT, i])],
         );
         let base = xattr(&path, "user.rbd.snapshot").unwrap();
-        let ran = env
-            .deltaic()
-            .env("DELTAIC_RBD_CRASH_AT", step)
-            .run(["rbd", "backup", POOL, "vm"]);
-        assert_eq!(ran.code, None, "{step}: killed\n{}", ran.stderr);
+        env.crash_at(step);
         // Each side of the overlap is killed before the other is done.
         let base_kept = env.snapshots(&image).contains(&base);
         match *step {
@@ -490,24 +496,12 @@ fn sigkill_at_every_step_then_a_rerun_converges_without_leaking_snapshots() {
         .enumerate()
     {
         let base = xattr(&path, "user.rbd.snapshot").unwrap();
-        env.ceph.run(
-            "rbd",
-            &[
-                "snap",
-                "rm",
-                "--no-progress",
-                &format!("{POOL}/{image}@{base}"),
-            ],
-        );
+        env.remove_snapshot(&image, &base);
         env.drive(
             &image,
             &[json!(["write", (i as u64) * OBJECT, OBJECT, 50 + i])],
         );
-        let ran = env
-            .deltaic()
-            .env("DELTAIC_RBD_CRASH_AT", step)
-            .run(["rbd", "backup", POOL, "vm"]);
-        assert_eq!(ran.code, None, "{step} (lost base): killed\n{}", ran.stderr);
+        env.crash_at(step);
         if *step != "after-snap-create" {
             assert_eq!(
                 xattr(&path, "user.rbd.snapshot"),
@@ -556,14 +550,18 @@ fn a_truncated_or_failing_export_fails_cleanly_and_leaves_the_last_backup_intact
             "failed"
         };
         assert!(ran.stderr.contains(expected), "{var}: {}", ran.stderr);
+        // "failed" is in every failed unit's message; the rbd command's status is not.
+        let status = match var {
+            "FAULT_EXIT" => "exited with status 3",
+            "FAULT_CREATE" => "exited with status 5",
+            _ => "truncated",
+        };
+        assert!(ran.stderr.contains(status), "{var}: {}", ran.stderr);
         assert!(fs::read(&path).unwrap() == before, "{var}: file untouched");
         assert!(!pending(&path).exists());
         assert_eq!(xattr(&path, "user.rbd.pending-snapshot"), None);
-        let backups = env
-            .snapshots(&image)
-            .into_iter()
-            .filter(|s| s.starts_with("backup-"));
-        assert_eq!(backups.count(), 1, "{var}: the new snapshot was removed");
+        let backups = env.backup_snapshots(&image);
+        assert_eq!(backups.len(), 1, "{var}: the new snapshot was removed");
     }
     backup(&env, &["rbd", "vm"]);
     env.assert_backup_current("vm", &image);
@@ -640,19 +638,14 @@ fn restore_round_trips_and_drop_removes_exactly_deltaics_snapshots() {
 
     // Leave a staged diff and an unrecorded snapshot, then drop everything of Deltaic's.
     env.drive(&image, &[json!(["write", 0, 1000, 4])]);
-    let ran = env
-        .deltaic()
-        .env("DELTAIC_RBD_CRASH_AT", "after-pending")
-        .run(["rbd", "backup", POOL, "vm"]);
-    assert_eq!(ran.code, None);
-    assert_eq!(
-        env.snapshots(&image)
-            .iter()
-            .filter(|s| s.starts_with("backup-"))
-            .count(),
-        2
+    env.crash_at("after-pending");
+    assert_eq!(env.backup_snapshots(&image).len(), 2);
+    let dropped = env.deltaic().expect(["rbd", "drop", POOL, "vm"], 0);
+    assert!(
+        dropped.stdout.contains("the image can be deleted"),
+        "drop says what is next: {}",
+        dropped.stdout
     );
-    env.deltaic().expect(["rbd", "drop", POOL, "vm"], 0);
     assert_eq!(
         env.snapshots(&image),
         ["keep"],
@@ -681,15 +674,7 @@ fn a_lost_base_snapshot_or_a_new_image_in_the_config_means_a_full_fetch() {
     backup(&env, &["rbd", "vm"]);
     let path = env.file("images", "vm");
     let base = xattr(&path, "user.rbd.snapshot").unwrap();
-    env.ceph.run(
-        "rbd",
-        &[
-            "snap",
-            "rm",
-            "--no-progress",
-            &format!("{POOL}/{first}@{base}"),
-        ],
-    );
+    env.remove_snapshot(&first, &base);
     env.drive(&first, &[json!(["write", MIB, MIB, 2])]);
     let ran = backup(&env, &["rbd", "vm"]);
     assert!(
@@ -731,14 +716,10 @@ fn a_lost_base_snapshot_or_a_new_image_in_the_config_means_a_full_fetch() {
         env.snapshots(&second)
             .contains(&"backup-foreign".to_string())
     );
-    env.ceph
-        .run("rbd", &["snap", "rm", "--no-progress", &foreign]);
+    env.remove_snapshot(&second, "backup-foreign");
 
     // An image deleted (after purging its snapshots) before `drop`: drop still clears the file.
-    let spec = format!("{POOL}/{second}");
-    env.ceph
-        .run("rbd", &["snap", "purge", "--no-progress", &spec]);
-    env.ceph.run("rbd", &["rm", "--no-progress", &spec]);
+    delete_image(&env.ceph, &format!("{POOL}/{second}"), Ceph::run);
     env.deltaic().expect(["rbd", "drop", POOL, "vm"], 0);
     assert_eq!(xattr(&path, "user.rbd.snapshot"), None);
 }
@@ -780,13 +761,8 @@ fn images_of_two_pools_back_up_into_their_own_directories() {
     let theirs = env.root.join("rbd").join(&pool).join("images/vm");
     assert_eq!(fs::metadata(&theirs).unwrap().len(), MIB);
     assert!(fs::read(&theirs).unwrap().iter().all(|&b| b == 0));
-    let purge = |spec: &str| {
-        env.ceph
-            .run("rbd", &["snap", "purge", "--no-progress", spec]);
-        env.ceph.run("rbd", &["rm", "--no-progress", spec]);
-    };
     env.deltaic().expect(["rbd", "drop", &pool, "vm"], 0);
-    purge(&other);
+    delete_image(&env.ceph, &other, Ceph::run);
 }
 
 /// Deletes a test pool when dropped.
@@ -822,24 +798,9 @@ fn an_unusable_staged_diff_is_given_up_for_a_full_fetch() {
     // Applied, then its snapshot removed behind Deltaic's back, then the block changed back:
     // the file holds a diff nothing records any more, so the image is fetched whole again.
     env.drive(&image, &[json!(["write", 0, OBJECT, 2])]);
-    let crash = |step: &str| {
-        let ran = env
-            .deltaic()
-            .env("DELTAIC_RBD_CRASH_AT", step)
-            .run(["rbd", "backup", POOL, "vm"]);
-        assert_eq!(ran.code, None, "{step}: killed\n{}", ran.stderr);
-    };
-    crash("after-apply");
+    env.crash_at("after-apply");
     let staged = xattr(&path, "user.rbd.pending-snapshot").unwrap();
-    env.ceph.run(
-        "rbd",
-        &[
-            "snap",
-            "rm",
-            "--no-progress",
-            &format!("{POOL}/{image}@{staged}"),
-        ],
-    );
+    env.remove_snapshot(&image, &staged);
     env.drive(&image, &old);
     let ran = backup(&env, &["rbd", "vm"]);
     assert!(
@@ -851,7 +812,7 @@ fn an_unusable_staged_diff_is_given_up_for_a_full_fetch() {
 
     // A staged diff damaged on disk is checked before the file is touched.
     env.drive(&image, &[json!(["write", OBJECT, OBJECT, 3])]);
-    crash("after-pending");
+    env.crash_at("after-pending");
     let staged = pending(&path);
     let len = fs::metadata(&staged).unwrap().len();
     fs::OpenOptions::new()

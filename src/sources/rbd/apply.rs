@@ -76,6 +76,17 @@ impl Stats {
     }
 }
 
+impl std::fmt::Display for Stats {
+    /// One line for the unit's output: what came in and what changed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes of data, {} rewritten, {} zeroed, {} ranges changed, {} total",
+            self.data_bytes, self.bytes_written, self.bytes_zeroed, self.ranges_changed, self.size
+        )
+    }
+}
+
 /// Failure while applying: the stream was bad, or the file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -405,17 +416,9 @@ pub fn apply<R: Read>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::diff::{DiffWriter, Record};
+    use super::super::diff::Record;
+    use super::super::diff::testing::{fixture, stream};
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/fixtures/rbd")
-                .join(name),
-        )
-        .unwrap()
-    }
 
     fn apply_bytes(path: &Path, bytes: &[u8], mode: Mode) -> Result<Stats, ApplyError> {
         let mut reader = DiffReader::new(bytes)?;
@@ -497,33 +500,29 @@ mod tests {
     fn zero_records_punch_data_and_leave_holes_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("img");
-        let mut w = DiffWriter::new(Vec::new()).unwrap();
         let mib = 1u64 << 20;
-        w.record(&Record::Size(8 * mib), &[]).unwrap();
-        w.record(
-            &Record::Write {
-                offset: 0,
-                len: mib,
-            },
-            &vec![7u8; mib as usize],
-        )
-        .unwrap();
-        w.record(&Record::End, &[]).unwrap();
-        apply_bytes(&path, &w.into_inner(), Mode::Incremental).unwrap();
+        let write = Record::Write {
+            offset: 0,
+            len: mib,
+        };
+        let bytes = stream(&[
+            (Record::Size(8 * mib), vec![]),
+            (write, vec![7u8; mib as usize]),
+            (Record::End, vec![]),
+        ]);
+        apply_bytes(&path, &bytes, Mode::Incremental).unwrap();
         assert_eq!(allocated(&path), mib, "only the written MiB is allocated");
 
-        let mut w = DiffWriter::new(Vec::new()).unwrap();
-        w.record(&Record::Size(4 * mib), &[]).unwrap();
-        w.record(
-            &Record::Zero {
-                offset: 0,
-                len: 2 * mib,
-            },
-            &[],
-        )
-        .unwrap();
-        w.record(&Record::End, &[]).unwrap();
-        let stats = apply_bytes(&path, &w.into_inner(), Mode::Incremental).unwrap();
+        let zero = Record::Zero {
+            offset: 0,
+            len: 2 * mib,
+        };
+        let bytes = stream(&[
+            (Record::Size(4 * mib), vec![]),
+            (zero, vec![]),
+            (Record::End, vec![]),
+        ]);
+        let stats = apply_bytes(&path, &bytes, Mode::Incremental).unwrap();
         assert_eq!(allocated(&path), 0, "the data became a hole");
         assert_eq!((stats.bytes_zeroed, stats.ranges_changed), (mib, 1));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 * mib, "shrunk");
@@ -537,16 +536,12 @@ mod tests {
         apply_bytes(&path, &fixture("t-s4.diff"), Mode::Full).unwrap();
         let before = std::fs::metadata(&path).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let mut w = DiffWriter::new(Vec::new()).unwrap();
-        for r in [
-            Record::FromSnap("a".into()),
-            Record::ToSnap("b".into()),
-            Record::Size(49152),
-            Record::End,
-        ] {
-            w.record(&r, &[]).unwrap();
-        }
-        let bytes = w.into_inner();
+        let bytes = stream(&[
+            (Record::FromSnap("a".into()), vec![]),
+            (Record::ToSnap("b".into()), vec![]),
+            (Record::Size(49152), vec![]),
+            (Record::End, vec![]),
+        ]);
         let mut reader = DiffReader::new(&bytes[..]).unwrap();
         let mut file = ImageFile::open(&path, false).unwrap();
         let stats = apply(&mut reader, &mut file, Mode::Incremental).unwrap();
@@ -563,18 +558,15 @@ mod tests {
         let path = dir.path().join("img");
         let mut data: Vec<u8> = (0..3 * CHUNK + 100).map(|i| (i % 251) as u8 + 1).collect();
         let stream = |data: &[u8]| {
-            let mut w = DiffWriter::new(Vec::new()).unwrap();
-            w.record(&Record::Size(data.len() as u64 + 5), &[]).unwrap();
-            w.record(
-                &Record::Write {
-                    offset: 5,
-                    len: data.len() as u64,
-                },
-                data,
-            )
-            .unwrap();
-            w.record(&Record::End, &[]).unwrap();
-            w.into_inner()
+            let write = Record::Write {
+                offset: 5,
+                len: data.len() as u64,
+            };
+            stream(&[
+                (Record::Size(data.len() as u64 + 5), vec![]),
+                (write, data.to_vec()),
+                (Record::End, vec![]),
+            ])
         };
         apply_bytes(&path, &stream(&data), Mode::Incremental).unwrap();
         let same = apply_bytes(&path, &stream(&data), Mode::Incremental).unwrap();
@@ -628,13 +620,10 @@ mod tests {
         let mut size = 1 << 20;
         let mut records: Vec<(Record, Vec<u8>)> = Vec::new();
         let flush = |records: &mut Vec<(Record, Vec<u8>)>, size: u64| {
-            let mut w = DiffWriter::new(Vec::new()).unwrap();
-            w.record(&Record::Size(size), &[]).unwrap();
-            for (r, d) in records.drain(..) {
-                w.record(&r, &d).unwrap();
-            }
-            w.record(&Record::End, &[]).unwrap();
-            apply_bytes(&path, &w.into_inner(), Mode::Incremental).unwrap();
+            records.insert(0, (Record::Size(size), vec![]));
+            records.push((Record::End, vec![]));
+            apply_bytes(&path, &stream(records), Mode::Incremental).unwrap();
+            records.clear();
         };
         model.resize(size as usize, 0);
         for op in ops {
@@ -669,8 +658,7 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all_at(b"junk", size / 3).unwrap();
         drop(f);
-        let mut w = DiffWriter::new(Vec::new()).unwrap();
-        w.record(&Record::Size(size), &[]).unwrap();
+        let mut records = vec![(Record::Size(size), vec![])];
         let mut i = 0;
         while i < model.len() {
             if model[i] == 0 {
@@ -684,11 +672,11 @@ mod tests {
                 offset: i as u64,
                 len: (j - i) as u64,
             };
-            w.record(&r, &model[i..j]).unwrap();
+            records.push((r, model[i..j].to_vec()));
             i = j;
         }
-        w.record(&Record::End, &[]).unwrap();
-        apply_bytes(&path, &w.into_inner(), Mode::Full).unwrap();
+        records.push((Record::End, vec![]));
+        apply_bytes(&path, &stream(&records), Mode::Full).unwrap();
         assert!(
             std::fs::read(&path).unwrap() == model,
             "full result differs from the model"

@@ -431,12 +431,8 @@ impl<'a> ImageUnit<'a> {
         crash_point("after-apply-and-snap-rm");
         outcome.add(&stats);
         println!(
-            "{}: applied {} bytes of diff ({} rewritten, {} zeroed), {} total",
-            self.path.display(),
-            stats.data_bytes,
-            stats.bytes_written,
-            stats.bytes_zeroed,
-            stats.size
+            "{}: applied the diff to {snap}: {stats}",
+            self.path.display()
         );
         self.xattrs.set(SNAPSHOT, snap)?;
         crash_point("after-rebase");
@@ -491,13 +487,7 @@ impl<'a> ImageUnit<'a> {
         self.xattrs.set(SNAPSHOT, &snap)?;
         self.xattrs.remove(CREATING)?;
         outcome.add(&stats);
-        println!(
-            "{}: fetched {snap} whole: {} bytes of data, {} rewritten, {} total",
-            self.path.display(),
-            stats.data_bytes,
-            stats.bytes_written,
-            stats.size
-        );
+        println!("{}: fetched {snap} whole: {stats}", self.path.display());
         Ok(())
     }
 }
@@ -619,11 +609,8 @@ pub fn backup_snapshot(
         xattrs.set(SNAPID, &id)?;
         outcome.add(&stats);
         println!(
-            "{}: fetched {pool}/{image}@{snap} (id {id}): {} bytes of data, {} rewritten, {} total",
-            path.display(),
-            stats.data_bytes,
-            stats.bytes_written,
-            stats.size
+            "{}: fetched {pool}/{image}@{snap} (id {id}): {stats}",
+            path.display()
         );
     }
     if scrub && current {
@@ -667,21 +654,37 @@ pub fn drop_image(rbd: &Rbd, path: &Path, pool: &str, image: Option<&str>) -> an
     let xattrs = Xattrs::new(path);
     for attr in [PENDING, CREATING, SNAPSHOT] {
         if let Some(snap) = xattrs.get(attr)? {
-            remove_snapshot(rbd, pool, image, &snap)
-                .with_context(|| format!("dropping snapshot {snap} ({attr})"))?;
+            remove_snapshot(rbd, pool, image, &snap).with_context(|| {
+                format!(
+                    "dropping snapshot {snap} ({attr} of {}); fix the cause and run `deltaic \
+                     rbd drop` again (what is already dropped stays dropped)",
+                    path.display()
+                )
+            })?;
             xattrs.remove(attr)?;
             if attr == PENDING {
                 remove_if_present(&pending)?;
             }
         }
     }
-    remove_if_present(&pending)
+    remove_if_present(&pending)?;
+    println!(
+        "{}: Deltaic's snapshots are gone; the image can be deleted (then remove it from the \
+         config), or its next backup fetches it whole",
+        path.display()
+    );
+    Ok(())
 }
 
 /// `rbd restore`: imports a complete backup file (or snapshot file) as a new image.
 pub fn restore(rbd: &Rbd, path: &Path, pool: &str, image: &str) -> anyhow::Result<()> {
     if !path.is_file() {
-        bail!("{} is not a backup file", path.display());
+        bail!(
+            "{} is not a backup file: give an image or snapshot unit's file, \
+             ROOT/rbd/POOL/images/NAME or ROOT/rbd/POOL/snapshots/NAME (or the same path in a \
+             snapshot of the backup)",
+            path.display()
+        );
     }
     let xattrs = Xattrs::new(path);
     if let Some(pending) = xattrs.get(PENDING)? {
@@ -704,20 +707,16 @@ pub fn restore(rbd: &Rbd, path: &Path, pool: &str, image: &str) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::rbd::diff::DiffWriter;
+    use crate::sources::rbd::diff::testing::{fixture, stream};
 
     #[test]
     fn stream_ends_are_read_from_a_whole_stream_only() {
-        let mut w = DiffWriter::new(Vec::new()).unwrap();
-        for r in [
-            Record::FromSnap("a".into()),
-            Record::ToSnap("b".into()),
-            Record::Size(1),
-            Record::End,
-        ] {
-            w.record(&r, &[]).unwrap();
-        }
-        let bytes = w.into_inner();
+        let bytes = stream(&[
+            (Record::FromSnap("a".into()), vec![]),
+            (Record::ToSnap("b".into()), vec![]),
+            (Record::Size(1), vec![]),
+            (Record::End, vec![]),
+        ]);
         let ends = stream_ends(&bytes[..]).unwrap();
         assert_eq!(ends, (Some("a".into()), Some("b".into())));
         assert!(stream_ends(&bytes[..bytes.len() - 1]).is_err());
@@ -725,10 +724,7 @@ mod tests {
 
     #[test]
     fn the_tee_copies_exactly_what_the_parser_read() {
-        let bytes = std::fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/rbd/t-s1-s2.diff"),
-        )
-        .unwrap();
+        let bytes = fixture("t-s1-s2.diff");
         let mut tee = Tee {
             inner: &bytes[..],
             copy: Vec::new(),

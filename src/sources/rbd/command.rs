@@ -113,7 +113,9 @@ pub fn execute(config: &Config, cmd: RbdCommand) -> anyhow::Result<ExitCode> {
         RbdCommand::Drop { pool, name } => {
             check_component(&pool).map_err(|e| anyhow!("pool: {e}"))?;
             check_component(&name).map_err(|e| anyhow!("name: {e}"))?;
-            let _locks = lock::unit_locks(root, &format!("rbd-{pool}-images-{name}"))?;
+            let unit = UnitRoot::from_components(&["rbd", &pool, Kind::Image.dir(), &name])
+                .map_err(anyhow::Error::msg)?;
+            let _locks = lock::unit_locks(root, &unit_session::lock_name(&unit))?;
             let image = config
                 .rbd
                 .get(&pool)
@@ -192,10 +194,7 @@ fn apply_diff(diff: &std::path::Path, target: &std::path::Path, full: bool) -> a
     let stats = apply::apply(&mut reader, &mut file, mode)
         .with_context(|| format!("applying {} to {}", diff.display(), target.display()))?;
     file.sync()?;
-    println!(
-        "{} bytes of data, {} rewritten, {} zeroed, {} ranges changed, {} total",
-        stats.data_bytes, stats.bytes_written, stats.bytes_zeroed, stats.ranges_changed, stats.size
-    );
+    println!("{stats}");
     Ok(())
 }
 

@@ -350,21 +350,37 @@ impl<W: Write> DiffWriter<W> {
     }
 }
 
+/// Stream building and the recorded streams, for the rbd source's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+pub(crate) mod testing {
+    use super::{DiffWriter, Record};
 
-    /// A record with its data, for building streams.
-    type Item = (Record, Vec<u8>);
-
-    fn stream(items: &[Item]) -> Vec<u8> {
+    /// A stream of `items` (each record with its data, empty but for `Write`).
+    pub(crate) fn stream(items: &[(Record, Vec<u8>)]) -> Vec<u8> {
         let mut w = DiffWriter::new(Vec::new()).unwrap();
         for (record, data) in items {
             w.record(record, data).unwrap();
         }
         w.into_inner()
     }
+
+    /// The recorded stream `name` of `shared/fixtures/rbd`.
+    pub(crate) fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/rbd")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{fixture, stream};
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A record with its data, for building streams.
+    type Item = (Record, Vec<u8>);
 
     /// Reads a whole stream back into items.
     fn read_all(bytes: &[u8]) -> Result<Vec<Item>, DiffError> {
@@ -429,7 +445,7 @@ mod tests {
 
     #[test]
     fn the_real_shrink_only_stream_parses() {
-        let bytes = std::fs::read(fixture("t-s3-s4.diff")).unwrap();
+        let bytes = fixture("t-s3-s4.diff");
         let items = read_all(&bytes).unwrap();
         assert_eq!(
             items.iter().map(|i| i.0.clone()).collect::<Vec<_>>(),
@@ -501,7 +517,7 @@ mod tests {
             "t-s3-s4.diff",
             "t-s4.diff",
         ] {
-            let bytes = std::fs::read(fixture(name)).unwrap();
+            let bytes = fixture(name);
             read_all(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             for cut in 0..bytes.len() {
                 let err = read_all(&bytes[..cut]).expect_err("truncated stream accepted");
@@ -537,12 +553,6 @@ mod tests {
         let mut r = DiffReader::new(&bytes[..]).unwrap();
         assert_eq!(r.drain().unwrap(), 512);
         assert!(r.next_record().is_err(), "nothing after the end");
-    }
-
-    pub(crate) fn fixture(name: &str) -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/rbd")
-            .join(name)
     }
 
     fn arb_items() -> impl Strategy<Value = Vec<Item>> {

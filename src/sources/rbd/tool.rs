@@ -2,14 +2,18 @@
 //! fixes of §3.11: `snap ls --format=json` without `-l`, `import --dest-pool`, configurable
 //! executable and global arguments (`rbd-path`, `rbd-args`; CEPH_CONF and CEPH_ARGS come from
 //! the environment), and a time limit on everything (`rbd-timeout`): a short command is killed
-//! when it runs that long, an export when it sends nothing for that long. An export's child is
-//! killed and reaped whenever its [`Export`] is dropped unfinished, so a parse error or a
-//! failing unit never leaves an `rbd` behind; if the unit itself is killed, the export's pipe
-//! breaks and `rbd` dies of SIGPIPE.
+//! when it runs that long, an export when it sends nothing for that long. Both run as a
+//! [`Running`] child under one [`Watchdog`], which is killed and reaped whenever it is dropped
+//! unfinished, so a parse error or a failing unit never leaves an `rbd` behind. If the unit
+//! itself is killed, its `rbd` is in the unit's process group, which `deltaic run` signals as
+//! soon as the unit has exited (`run::child::run_in_group`); a unit killed by hand leaves it to
+//! end by itself: an export dies of SIGPIPE, a short command within `rbd-timeout`.
 
 use crate::config::Config;
-use crate::util::process::display;
-use anyhow::{Context, bail};
+use crate::util::process::{self, display};
+use anyhow::Context;
+use rustix::io::Errno;
+use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
 use serde::Deserialize;
 use std::io::{self, Read};
 use std::path::Path;
@@ -18,9 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// How many bytes of an `rbd` command's stderr an error keeps.
-const STDERR_TAIL: usize = 2000;
 
 /// One entry of `rbd ls -l --format=json`: an image, or one of its snapshots.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -66,8 +67,10 @@ impl Rbd {
         cmd
     }
 
-    /// Runs a short command to the end within `rbd-timeout`; returns its stdout.
-    fn run(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+    /// Starts `rbd ARGS` with stdout and stderr piped, under a [`Watchdog`] when `rbd-timeout`
+    /// is set: `limit` says whether that is a limit on the whole run or on the time between two
+    /// reads of its stdout.
+    fn spawn(&self, args: &[&str], limit: Limit) -> anyhow::Result<Running> {
         let mut cmd = self.command(args);
         let line = display(&cmd);
         let mut child = cmd
@@ -75,47 +78,32 @@ impl Rbd {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start `{line}` (is rbd-path right?)"))?;
-        // The reader says when stdout closes, which is when `rbd` exits: waiting for that
-        // (instead of polling the child from the start) costs no latency per call.
-        let (closed_tx, closed) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().map(|mut out| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = out.read_to_end(&mut buf);
-                let _ = closed_tx.send(());
-                buf
-            })
-        });
+        let stdout = child.stdout.take();
         let stderr = spawn_tail(child.stderr.take());
-        let deadline = self.timeout.map(|t| Instant::now() + t);
-        let _ = match deadline {
-            Some(d) => closed.recv_timeout(d.saturating_duration_since(Instant::now())),
-            None => closed.recv().map_err(Into::into),
-        };
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break Some(status);
-            }
-            if deadline.is_some_and(|d| Instant::now() > d) {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        let out = stdout
-            .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default();
-        let err = join_tail(stderr);
-        match status {
-            None => bail!(
-                "`{line}` was killed after {} s (rbd-timeout){}",
-                self.timeout.unwrap_or_default().as_secs(),
-                suffix(&err)
-            ),
-            Some(s) if !s.success() => bail!("`{line}` failed ({s}){}", suffix(&err)),
-            Some(_) => Ok(out),
+        let watchdog = self.timeout.map(|t| (Watchdog::start(child.id(), t), t));
+        Ok(Running {
+            child,
+            stdout,
+            stderr,
+            watchdog,
+            limit,
+            line,
+            reaped: false,
+        })
+    }
+
+    /// Runs a short command to the end within `rbd-timeout`; returns its stdout.
+    fn run(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+        let mut running = self.spawn(args, Limit::Total)?;
+        let mut out = Vec::new();
+        if let Some(stdout) = running.stdout.as_mut() {
+            // Read directly, not through `Running`'s `Read`: no read counts as progress.
+            stdout
+                .read_to_end(&mut out)
+                .with_context(|| format!("reading the output of `{}`", running.line))?;
         }
+        running.finish()?;
+        Ok(out)
     }
 
     fn json<T: for<'de> Deserialize<'de>>(&self, args: &[&str]) -> anyhow::Result<T> {
@@ -224,7 +212,7 @@ impl Rbd {
         image: &str,
         snap: &str,
         from: Option<&str>,
-    ) -> anyhow::Result<Export> {
+    ) -> anyhow::Result<Running> {
         let mut args = vec![
             "export-diff",
             "--no-progress",
@@ -238,24 +226,7 @@ impl Rbd {
         if let Some(from) = from {
             args.extend(["--from-snap", from]);
         }
-        let mut cmd = self.command(&args);
-        let line = display(&cmd);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start `{line}` (is rbd-path right?)"))?;
-        let stdout = child.stdout.take();
-        let stderr = spawn_tail(child.stderr.take());
-        let watchdog = self.timeout.map(|t| Watchdog::start(child.id(), t));
-        Ok(Export {
-            child,
-            stdout,
-            stderr,
-            watchdog,
-            line,
-            reaped: false,
-        })
+        self.spawn(&args, Limit::Idle)
     }
 
     /// `rbd import --no-progress --dest-pool POOL PATH IMAGE` (a new image; no time limit, the
@@ -267,67 +238,83 @@ impl Rbd {
         println!("{line}");
         let status = cmd
             .status()
-            .with_context(|| format!("cannot start `{line}`"))?;
+            .with_context(|| format!("cannot start `{line}` (is rbd-path right?)"))?;
         if !status.success() {
-            bail!("`{line}` failed ({status})");
+            return Err(process::failure_of(line, status, &[]))
+                .context("see rbd's message above; the new image's name must not exist yet");
         }
         Ok(())
     }
 }
 
-/// A running `rbd export-diff`: read its stream, then [`Export::finish`] to check its exit.
-pub struct Export {
+/// What `rbd-timeout` limits for a [`Running`] command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// The whole run (a short command).
+    Total,
+    /// The time between two reads of its stdout (an export).
+    Idle,
+}
+
+/// A running `rbd` command: read its stdout (an export's stream), then [`Running::finish`] to
+/// check its exit. Dropped unfinished, it kills and reaps the child.
+pub struct Running {
     child: Child,
     stdout: Option<ChildStdout>,
     stderr: Option<JoinHandle<Vec<u8>>>,
-    watchdog: Option<Watchdog>,
+    watchdog: Option<(Watchdog, Duration)>,
+    limit: Limit,
     line: String,
     reaped: bool,
 }
 
-impl Read for Export {
+impl Read for Running {
+    /// Reads the stream; each read is progress for an idle limit.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(out) = self.stdout.as_mut() else {
             return Ok(0);
         };
         let n = out.read(buf)?;
-        if let Some(w) = &self.watchdog {
+        if let Some((w, _)) = &self.watchdog {
             w.progress();
         }
         Ok(n)
     }
 }
 
-impl Export {
-    /// Waits for `rbd` to exit (after the stream was read to its end) and checks its status.
+impl Running {
+    /// Waits for `rbd` to exit (after its stdout was read to the end) and checks its status.
     pub fn finish(mut self) -> anyhow::Result<()> {
         self.stdout = None;
         // Wait for the exit without reaping, so the watchdog (still armed, in case `rbd`
         // hangs after closing its stdout) never signals a pid that could be reused.
-        {
-            use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
-            let pid = WaitId::Pid(Pid::from_child(&self.child));
-            let _ = waitid(pid, WaitIdOptions::EXITED | WaitIdOptions::NOWAIT);
-        }
-        let fired = self.watchdog.take().is_some_and(Watchdog::stop);
+        let pid = Pid::from_child(&self.child);
+        let exited = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+        while let Err(Errno::INTR) = waitid(WaitId::Pid(pid), exited) {}
+        let fired = self
+            .watchdog
+            .take()
+            .and_then(|(w, t)| w.stop().then_some(t));
         let status = self
             .child
             .wait()
             .with_context(|| format!("waiting for `{}`", self.line));
         self.reaped = true;
-        let err = join_tail(self.stderr.take());
+        let stderr = join_tail(self.stderr.take());
         let status = status?;
-        if fired {
-            bail!(
-                "`{}` sent nothing for too long and was killed (rbd-timeout){}",
-                self.line,
-                suffix(&err)
-            );
-        }
-        if !status.success() {
-            bail!("`{}` failed ({status}){}", self.line, suffix(&err));
-        }
-        Ok(())
+        let outcome = match (fired, self.limit) {
+            (None, _) if status.success() => return Ok(()),
+            (None, _) => return Err(process::failure_of(self.line.clone(), status, &stderr).into()),
+            (Some(t), Limit::Total) => format!(
+                "did not finish within {} s and was killed (rbd-timeout)",
+                t.as_secs()
+            ),
+            (Some(t), Limit::Idle) => format!(
+                "sent nothing for {} s and was killed (rbd-timeout)",
+                t.as_secs()
+            ),
+        };
+        Err(process::ProcessError::new(self.line.clone(), outcome, None, &stderr).into())
     }
 
     /// The command line, for messages.
@@ -336,10 +323,10 @@ impl Export {
     }
 }
 
-impl Drop for Export {
+impl Drop for Running {
     fn drop(&mut self) {
         if !self.reaped {
-            if let Some(w) = self.watchdog.take() {
+            if let Some((w, _)) = self.watchdog.take() {
                 w.stop();
             }
             let _ = self.child.kill();
@@ -409,7 +396,7 @@ impl Watchdog {
     }
 }
 
-/// Reads a child's stderr on a thread, keeping its last [`STDERR_TAIL`] bytes.
+/// Reads a child's stderr on a thread, keeping its last [`process::STDERR_TAIL`] bytes.
 fn spawn_tail(stderr: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
     stderr.map(|mut err| {
         std::thread::spawn(move || {
@@ -420,29 +407,19 @@ fn spawn_tail(stderr: Option<impl Read + Send + 'static>) -> Option<JoinHandle<V
                     break;
                 }
                 tail.extend_from_slice(&buf[..n]);
-                if tail.len() > 2 * STDERR_TAIL {
-                    tail.drain(..tail.len() - STDERR_TAIL);
+                if tail.len() > 2 * process::STDERR_TAIL {
+                    tail.drain(..tail.len() - process::STDERR_TAIL);
                 }
             }
-            let start = tail.len().saturating_sub(STDERR_TAIL);
-            tail.split_off(start)
+            tail
         })
     })
 }
 
-fn join_tail(handle: Option<JoinHandle<Vec<u8>>>) -> String {
-    let bytes = handle
+fn join_tail(handle: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
+    handle
         .map(|h| h.join().unwrap_or_default())
-        .unwrap_or_default();
-    String::from_utf8_lossy(&bytes).trim().to_string()
-}
-
-fn suffix(stderr: &str) -> String {
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(": {stderr}")
-    }
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -516,6 +493,12 @@ echo 'rbd: snapshot is protected' >&2; exit 16"#,
         let t = Instant::now();
         let err = format!("{:#}", rbd.list_pool("p").unwrap_err());
         assert!(err.contains("rbd-timeout"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // Closing stdout is not the end: a command that hangs after that is killed too.
+        let (_d, rbd) = fake("exec >&-; exec sleep 30", 1);
+        let t = Instant::now();
+        let err = format!("{:#}", rbd.list_pool("p").unwrap_err());
+        assert!(err.contains("did not finish within 1 s"), "{err}");
         assert!(t.elapsed() < Duration::from_secs(10));
     }
 
