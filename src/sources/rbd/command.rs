@@ -95,8 +95,7 @@ pub fn execute(config: &Config, cmd: RbdCommand) -> anyhow::Result<ExitCode> {
                 Kind::Image
             };
             let rbd_name = lookup(config, &pool, kind, &name)?;
-            let unit = UnitRoot::from_components(&["rbd", &pool, kind.dir(), &name])
-                .map_err(anyhow::Error::msg)?;
+            let unit = UnitRoot::from_components(&["rbd", &pool, kind.dir(), &name])?;
             let _locks = unit_session::start(config, &unit)?;
             let path = unit_path(root, &pool, kind, &name);
             let result = match kind {
@@ -113,8 +112,7 @@ pub fn execute(config: &Config, cmd: RbdCommand) -> anyhow::Result<ExitCode> {
         RbdCommand::Drop { pool, name } => {
             check_component(&pool).map_err(|e| anyhow!("pool: {e}"))?;
             check_component(&name).map_err(|e| anyhow!("name: {e}"))?;
-            let unit = UnitRoot::from_components(&["rbd", &pool, Kind::Image.dir(), &name])
-                .map_err(anyhow::Error::msg)?;
+            let unit = UnitRoot::from_components(&["rbd", &pool, Kind::Image.dir(), &name])?;
             let _locks = lock::unit_locks(root, &unit_session::lock_name(&unit))?;
             let image = config
                 .rbd

@@ -47,8 +47,7 @@ impl Source for Rbd {
                 (Kind::Snapshot, &entries.snapshots),
             ] {
                 for friendly in map.keys() {
-                    let root = UnitRoot::from_components(&["rbd", pool, kind.dir(), friendly])
-                        .map_err(anyhow::Error::msg)?;
+                    let root = UnitRoot::from_components(&["rbd", pool, kind.dir(), friendly])?;
                     let mut backup_args = vec!["rbd".into(), "backup".into()];
                     if config.settings.rbd_scrub_probability.roll(rng) {
                         backup_args.push("-c".into());
