@@ -113,13 +113,18 @@ impl Files {
 /// At most `threads` keys fetched at once; results collected as they finish.
 pub(super) struct Pool {
     semaphore: Arc<Semaphore>,
+    /// Keys between their first request and their last write: bounds the bodies held in
+    /// memory while waiting for a write slot (a request slot is given back before writing).
+    in_flight: Arc<Semaphore>,
     tasks: JoinSet<(Vec<u8>, Result<KeyOutcome, String>)>,
 }
 
 impl Pool {
     pub(super) fn new(threads: usize) -> Pool {
+        let threads = threads.max(1);
         Pool {
-            semaphore: Arc::new(Semaphore::new(threads.max(1))),
+            semaphore: Arc::new(Semaphore::new(threads)),
+            in_flight: Arc::new(Semaphore::new(threads * (1 + WRITE_SLOTS_PER_THREAD))),
             tasks: JoinSet::new(),
         }
     }
@@ -130,10 +135,12 @@ impl Pool {
         ctx: &Arc<Ctx>,
         job: Job,
     ) -> anyhow::Result<Vec<(Vec<u8>, Result<KeyOutcome, String>)>> {
+        let in_flight = self.in_flight.clone().acquire_owned().await?;
         let permit = self.semaphore.clone().acquire_owned().await?;
         let ctx = ctx.clone();
         self.tasks.spawn(async move {
             let outcome = fetch(&ctx, &job, permit).await;
+            drop(in_flight);
             (job.key, outcome)
         });
         let mut ready = Vec::new();
@@ -568,12 +575,9 @@ async fn bucket_files(ctx: &Ctx) -> anyhow::Result<()> {
         .interceptor(raw.clone())
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "reading the ACL of bucket {bucket}: {}",
-                client::describe(&e)
-            )
-        })?;
+        .map_err(client::failed(format!(
+            "reading the ACL of bucket {bucket}"
+        )))?;
     let acl = raw
         .take()
         .ok_or_else(|| anyhow!("the bucket ACL answer had no body"))?;
@@ -606,10 +610,9 @@ async fn bucket_files(ctx: &Ctx) -> anyhow::Result<()> {
             _ => {}
         },
         Err(e) => {
-            return Err(anyhow!(
-                "reading the CORS configuration of bucket {bucket}: {}",
-                client::describe(&e)
-            ));
+            return Err(client::failed(format!(
+                "reading the CORS configuration of bucket {bucket}"
+            ))(e));
         }
     }
     Ok(())
