@@ -15,7 +15,8 @@ use super::gc;
 use super::listing::{self, Local, Plan, Scrub};
 use super::meta::ObjectMeta;
 use super::paths::{self, BUCKET_ACL, BUCKET_CORS, Code, KeyPaths};
-use crate::util::{atomic_file, file_time, update_file};
+use crate::util::update_file::{self, Flush};
+use crate::util::{atomic_file, file_time};
 use anyhow::{Context, anyhow};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::DateTimeFormat;
@@ -421,10 +422,10 @@ type Got = (Body, Vec<u8>, i64);
 /// Returns whether any file changed.
 fn write_files(files: &Files, data: Option<Got>, acl: Option<Vec<u8>>) -> Result<bool, String> {
     let replace = |path: &Path, bytes: &[u8]| {
-        let mut update = update_file::UpdateFile::new(path);
+        let mut update = update_file::UpdateFile::new(path).flush(Flush::File);
         update
             .write_all(bytes)
-            .and_then(|()| update.commit_unsynced_dir())
+            .and_then(|()| update.commit())
             .map_err(|e| io_error("writing", path, e))
     };
     let mut changed = false;
@@ -433,7 +434,7 @@ fn write_files(files: &Files, data: Option<Got>, acl: Option<Vec<u8>>) -> Result
         changed |= match body {
             Body::Small(bytes) => replace(&files.data, &bytes)?,
             Body::Streamed(update) => update
-                .commit_unsynced_dir()
+                .commit()
                 .map_err(|e| io_error("writing", &files.data, e))?,
         };
         changed |= replace(&files.meta, &meta)?;
@@ -487,7 +488,7 @@ async fn fetch_data(ctx: &Ctx, job: &Job) -> Result<Found<Got>, String> {
     let mut body = if small {
         Body::Small(Vec::new())
     } else {
-        Body::Streamed(update_file::UpdateFile::new(&files.data))
+        Body::Streamed(update_file::UpdateFile::new(&files.data).flush(Flush::File))
     };
     let mut md5 = md5::Md5::new();
     let mut stream = out.body;

@@ -124,6 +124,17 @@ pub fn run(config: &Config, source: &str, dest: &str, force: bool) -> anyhow::Re
             move || anyhow::Ok((walk(&dir)?, versions::read_indexes(&dir)?))
         })
         .await??;
+        let restore = |work| {
+            restore_objects(
+                clients.clone(),
+                &owner,
+                &dir,
+                dest,
+                work,
+                threads,
+                part_size,
+            )
+        };
         let mut failures = Vec::new();
         if !histories.is_empty() {
             // History first, so each key's current object ends up the newest version.
@@ -141,30 +152,10 @@ pub fn run(config: &Config, source: &str, dest: &str, force: bool) -> anyhow::Re
                 .into_iter()
                 .map(|h| (h.key, Work::History(h.dir, h.entries)))
                 .collect();
-            failures = restore_objects(
-                clients.clone(),
-                &owner,
-                &dir,
-                dest,
-                work,
-                threads,
-                part_size,
-            )
-            .await?;
+            failures = restore(work).await?;
         }
         let work = keys.into_iter().map(|key| (key, Work::Current)).collect();
-        failures.extend(
-            restore_objects(
-                clients.clone(),
-                &owner,
-                &dir,
-                dest,
-                work,
-                threads,
-                part_size,
-            )
-            .await?,
-        );
+        failures.extend(restore(work).await?);
         anyhow::Ok(failures)
     })?;
     println!("{} S3 requests", counter.get());
