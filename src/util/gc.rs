@@ -7,6 +7,7 @@ use super::atomic_file::TEMP_PREFIX;
 use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Removes from the tree under `root` every entry whose path relative to `root` is not in
@@ -17,20 +18,55 @@ pub fn collect(
     valid: &HashSet<PathBuf>,
     report: &mut dyn FnMut(&Path, bool),
 ) -> io::Result<()> {
+    let verdict = |rel: &Path, _is_dir: bool| match valid.contains(rel) {
+        true => Verdict::Keep,
+        false => Verdict::Remove,
+    };
+    collect_where(root, &verdict, &mut |removed| {
+        report(removed.path, removed.mtime.is_none())
+    })
+}
+
+/// What [`collect_where`] does with one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Kept (a directory is still walked).
+    Keep,
+    /// Removed (a directory after its walk, and only if that left it empty).
+    Remove,
+    /// A directory kept with everything in it, not walked.
+    KeepTree,
+}
+
+/// One entry [`collect_where`] removed.
+#[derive(Debug)]
+pub struct Removed<'a> {
+    /// Its path relative to the root.
+    pub path: &'a Path,
+    /// A file's mtime (epoch seconds) before its removal; `None` for a directory.
+    pub mtime: Option<i64>,
+}
+
+/// [`collect`] with `verdict(relative path, is_dir)` deciding each entry.
+pub fn collect_where(
+    root: &Path,
+    verdict: &dyn Fn(&Path, bool) -> Verdict,
+    report: &mut dyn FnMut(Removed<'_>),
+) -> io::Result<()> {
     match fs::symlink_metadata(root) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
         Ok(m) if !m.is_dir() => return Ok(()),
         Ok(_) => {}
     }
-    walk(root, Path::new(""), valid, report)
+    walk(root, Path::new(""), verdict, report)
 }
 
 fn walk(
     root: &Path,
     rel: &Path,
-    valid: &HashSet<PathBuf>,
-    report: &mut dyn FnMut(&Path, bool),
+    verdict: &dyn Fn(&Path, bool) -> Verdict,
+    report: &mut dyn FnMut(Removed<'_>),
 ) -> io::Result<()> {
     let dir = root.join(rel);
     let mut entries = Vec::new();
@@ -40,15 +76,26 @@ fn walk(
     }
     for (name, kind) in entries {
         let child = rel.join(&name);
-        if kind.is_dir() {
-            walk(root, &child, valid, report)?;
-            if !valid.contains(&child) && fs::remove_dir(root.join(&child)).is_ok() {
-                report(&child, true);
+        let path = root.join(&child);
+        match (kind.is_dir(), verdict(&child, kind.is_dir())) {
+            (_, Verdict::KeepTree) | (false, Verdict::Keep) => {}
+            (true, keep) => {
+                walk(root, &child, verdict, report)?;
+                if keep == Verdict::Remove && fs::remove_dir(&path).is_ok() {
+                    report(Removed {
+                        path: &child,
+                        mtime: None,
+                    });
+                }
             }
-        } else if !valid.contains(&child) {
-            let path = root.join(&child);
-            fs::remove_file(&path).map_err(|e| with_path(e, &path))?;
-            report(&child, false);
+            (false, Verdict::Remove) => {
+                let mtime = fs::symlink_metadata(&path).map(|m| m.mtime()).unwrap_or(0);
+                fs::remove_file(&path).map_err(|e| with_path(e, &path))?;
+                report(Removed {
+                    path: &child,
+                    mtime: Some(mtime),
+                });
+            }
         }
     }
     Ok(())

@@ -3,8 +3,9 @@
 //! inode, same mtime, no copy-on-write in the snapshot volume), different content replaces it
 //! atomically through [`atomic_file`]'s temp + fsync + rename + fsync(dir).
 //!
-//! [`UpdateFile::flush`] lets a bulk writer that flushes the whole filesystem once at the end
-//! skip the per-file directory fsync, and the fsync of files it creates ([`Flush`]).
+//! [`UpdateFile::flush`] lets a writer of several files of one directory sync that directory
+//! once, and a bulk writer that flushes the whole filesystem once at the end skip the per-file
+//! directory fsync and the fsync of files it creates ([`Flush`]).
 //!
 //! The replacement is a new inode with mode 0644: hard links break and xattrs are dropped, so
 //! callers re-apply their xattrs after a modifying commit. Dropping an [`UpdateFile`] without
@@ -25,6 +26,10 @@ const BLOCK: usize = 256 * 1024;
 pub enum Flush {
     /// The new file and its directory (the default): the rename survives a crash.
     FileAndDir,
+    /// The new file, not its directory: for callers that replace several files of one
+    /// directory and then call [`atomic_file::sync_dir`] once. Until then a crash may undo the
+    /// rename (never tear the file).
+    File,
     /// The new file before the rename when it replaces an existing file, nothing when it
     /// creates one, and never the directory: old content is never lost to a crash, but a file
     /// created (or a rename done) just before a crash may be missing, empty or short. For bulk
@@ -114,20 +119,7 @@ impl UpdateFile {
 
     /// Finishes the update. Returns whether the file was (re)written: `false` means the content
     /// was identical and nothing was touched.
-    pub fn commit(self) -> io::Result<bool> {
-        let dir = (self.flush == Flush::FileAndDir)
-            .then(|| self.path.parent().unwrap_or(Path::new(".")).to_path_buf());
-        let written = self.commit_unsynced_dir()?;
-        if let (true, Some(dir)) = (written, dir) {
-            atomic_file::sync_dir(&dir)?;
-        }
-        Ok(written)
-    }
-
-    /// [`commit`](UpdateFile::commit) without the final fsync of the directory: for callers that
-    /// replace several files of one directory and then call [`atomic_file::sync_dir`] once. Until
-    /// then a crash may undo the rename (never tear the file).
-    pub fn commit_unsynced_dir(mut self) -> io::Result<bool> {
+    pub fn commit(mut self) -> io::Result<bool> {
         self.check()?;
         if self.temp.is_none() {
             if let Some(old) = self.old.as_mut() {
@@ -147,6 +139,9 @@ impl UpdateFile {
         file.set_permissions(Permissions::from_mode(0o644))?;
         fs::rename(temp, &self.path)?;
         self.temp = None;
+        if self.flush == Flush::FileAndDir {
+            atomic_file::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
+        }
         Ok(true)
     }
 }
@@ -321,7 +316,7 @@ mod tests {
     #[test]
     fn every_flush_level_replaces_and_compares_alike() {
         let dir = tempfile::tempdir().unwrap();
-        for (i, flush) in [Flush::FileAndDir, Flush::Replacements]
+        for (i, flush) in [Flush::FileAndDir, Flush::File, Flush::Replacements]
             .into_iter()
             .enumerate()
         {
@@ -337,7 +332,7 @@ mod tests {
             assert_eq!(fs::read(&path).unwrap(), b"two");
             assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
         }
-        assert_eq!(entries(dir.path()), 2, "no temporary file left");
+        assert_eq!(entries(dir.path()), 3, "no temporary file left");
     }
 
     #[test]

@@ -139,6 +139,15 @@ impl Env {
             .unwrap_or_else(|e| panic!("put {key:?}: {e:?}"));
     }
 
+    /// A new user (prefix `rgwalice`), her client, and a new bucket of hers named from `prefix`.
+    fn alice_bucket(&self, prefix: &str) -> (User, Client, String) {
+        let alice = User::create(&self.ceph, "rgwalice");
+        let s3 = alice.client();
+        let bucket = unique_name(prefix);
+        self.create_bucket(&s3, &bucket);
+        (alice, s3, bucket)
+    }
+
     fn create_bucket(&self, s3: &Client, bucket: &str) {
         self.rt
             .block_on(s3.create_bucket().bucket(bucket).send())
@@ -271,11 +280,8 @@ fn files(dir: &Path) -> BTreeSet<PathBuf> {
 #[test]
 fn a_bucket_round_trips_with_metadata_acls_cors_owners_and_multipart() {
     let Some(env) = Env::new() else { return };
-    let alice = User::create(&env.ceph, "rgwalice");
+    let (alice, s3, bucket) = env.alice_bucket("rgwsrc");
     let bob = User::create(&env.ceph, "rgwbob");
-    let s3 = alice.client();
-    let bucket = unique_name("rgwsrc");
-    env.create_bucket(&s3, &bucket);
     let rt = &env.rt;
     // Bob may write into alice's bucket; the bucket ACL names him.
     rt.block_on(
@@ -442,11 +448,8 @@ fn a_bucket_round_trips_with_metadata_acls_cors_owners_and_multipart() {
 #[test]
 fn changes_deletions_and_acl_only_changes_are_mirrored() {
     let Some(env) = Env::new() else { return };
-    let alice = User::create(&env.ceph, "rgwalice");
+    let (alice, s3, bucket) = env.alice_bucket("rgwchg");
     let bob = User::create(&env.ceph, "rgwbob");
-    let s3 = alice.client();
-    let bucket = unique_name("rgwchg");
-    env.create_bucket(&s3, &bucket);
     for i in 0..30 {
         env.put(
             &s3,
@@ -535,10 +538,7 @@ fn changes_deletions_and_acl_only_changes_are_mirrored() {
 #[test]
 fn hostile_keys_never_leave_the_bucket_directory() {
     let Some(env) = Env::new() else { return };
-    let alice = User::create(&env.ceph, "rgwalice");
-    let s3 = alice.client();
-    let bucket = unique_name("rgwodd");
-    env.create_bucket(&s3, &bucket);
+    let (_alice, s3, bucket) = env.alice_bucket("rgwodd");
     let long = format!("dir/{}", "L".repeat(300));
     let hostile = [
         "../../../../escape",
@@ -602,10 +602,7 @@ fn hostile_keys_never_leave_the_bucket_directory() {
 #[test]
 fn a_killed_backup_converges_on_the_next_run() {
     let Some(env) = Env::new() else { return };
-    let alice = User::create(&env.ceph, "rgwalice");
-    let s3 = alice.client();
-    let bucket = unique_name("rgwkill");
-    env.create_bucket(&s3, &bucket);
+    let (_alice, s3, bucket) = env.alice_bucket("rgwkill");
     let body: Vec<u8> = vec![7; 64 << 10];
     for i in 0..800 {
         env.put(&s3, &bucket, &format!("obj/{i:03}"), &body);
@@ -645,10 +642,7 @@ fn a_killed_backup_converges_on_the_next_run() {
 #[test]
 fn fixed_credentials_back_up_without_radosgw_admin() {
     let Some(env) = Env::new() else { return };
-    let alice = User::create(&env.ceph, "rgwalice");
-    let s3 = alice.client();
-    let bucket = unique_name("rgwfix");
-    env.create_bucket(&s3, &bucket);
+    let (alice, s3, bucket) = env.alice_bucket("rgwfix");
     env.put(&s3, &bucket, "hello", b"world");
     let extra = format!(
         "  rgw-admin-path: /nonexistent/radosgw-admin\n  rgw-access-key: {}\n  rgw-secret-key: {}\n",
@@ -744,10 +738,7 @@ fn history(env: &Env, s3: &Client, bucket: &str, key: &str) -> Vec<(bool, Vec<u8
 #[test]
 fn versions_and_delete_markers_are_backed_up_and_replayed_in_order() {
     let Some(env) = Env::new() else { return };
-    let alice = User::create(&env.ceph, "rgwalice");
-    let s3 = alice.client();
-    let bucket = unique_name("rgwver");
-    env.create_bucket(&s3, &bucket);
+    let (_alice, s3, bucket) = env.alice_bucket("rgwver");
     env.rt
         .block_on(
             s3.put_bucket_versioning()
@@ -859,11 +850,8 @@ fn versions_and_delete_markers_are_backed_up_and_replayed_in_order() {
 #[test]
 fn a_failing_key_keeps_its_last_good_copy() {
     let Some(env) = Env::new() else { return };
-    let alice = User::create(&env.ceph, "rgwalice");
+    let (alice, s3, bucket) = env.alice_bucket("rgwfail");
     let bob = User::create(&env.ceph, "rgwbob");
-    let s3 = alice.client();
-    let bucket = unique_name("rgwfail");
-    env.create_bucket(&s3, &bucket);
     env.rt
         .block_on(
             s3.put_bucket_acl()
@@ -933,10 +921,7 @@ fn a_failing_key_keeps_its_last_good_copy() {
 #[test]
 fn a_restore_goes_on_past_a_failed_object_and_lists_it() {
     let Some(env) = Env::new() else { return };
-    let alice = User::create(&env.ceph, "rgwalice");
-    let s3 = alice.client();
-    let bucket = unique_name("rgwrst");
-    env.create_bucket(&s3, &bucket);
+    let (_alice, s3, bucket) = env.alice_bucket("rgwrst");
     for key in ["a", "b", "c"] {
         env.put(&s3, &bucket, key, key.as_bytes());
     }

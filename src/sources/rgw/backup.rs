@@ -15,7 +15,8 @@ use super::gc;
 use super::listing::{self, Local, Plan, Scrub};
 use super::meta::ObjectMeta;
 use super::paths::{self, BUCKET_ACL, BUCKET_CORS, Code, KeyPaths};
-use crate::util::{atomic_file, file_time, update_file};
+use crate::util::update_file::{self, Flush};
+use crate::util::{atomic_file, file_time};
 use anyhow::{Context, anyhow};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::DateTimeFormat;
@@ -113,13 +114,18 @@ impl Files {
 /// At most `threads` keys fetched at once; results collected as they finish.
 pub(super) struct Pool {
     semaphore: Arc<Semaphore>,
+    /// Keys between their first request and their last write: bounds the bodies held in
+    /// memory while waiting for a write slot (a request slot is given back before writing).
+    in_flight: Arc<Semaphore>,
     tasks: JoinSet<(Vec<u8>, Result<KeyOutcome, String>)>,
 }
 
 impl Pool {
     pub(super) fn new(threads: usize) -> Pool {
+        let threads = threads.max(1);
         Pool {
-            semaphore: Arc::new(Semaphore::new(threads.max(1))),
+            semaphore: Arc::new(Semaphore::new(threads)),
+            in_flight: Arc::new(Semaphore::new(threads * (1 + WRITE_SLOTS_PER_THREAD))),
             tasks: JoinSet::new(),
         }
     }
@@ -130,10 +136,12 @@ impl Pool {
         ctx: &Arc<Ctx>,
         job: Job,
     ) -> anyhow::Result<Vec<(Vec<u8>, Result<KeyOutcome, String>)>> {
+        let in_flight = self.in_flight.clone().acquire_owned().await?;
         let permit = self.semaphore.clone().acquire_owned().await?;
         let ctx = ctx.clone();
         self.tasks.spawn(async move {
             let outcome = fetch(&ctx, &job, permit).await;
+            drop(in_flight);
             (job.key, outcome)
         });
         let mut ready = Vec::new();
@@ -414,10 +422,10 @@ type Got = (Body, Vec<u8>, i64);
 /// Returns whether any file changed.
 fn write_files(files: &Files, data: Option<Got>, acl: Option<Vec<u8>>) -> Result<bool, String> {
     let replace = |path: &Path, bytes: &[u8]| {
-        let mut update = update_file::UpdateFile::new(path);
+        let mut update = update_file::UpdateFile::new(path).flush(Flush::File);
         update
             .write_all(bytes)
-            .and_then(|()| update.commit_unsynced_dir())
+            .and_then(|()| update.commit())
             .map_err(|e| io_error("writing", path, e))
     };
     let mut changed = false;
@@ -426,7 +434,7 @@ fn write_files(files: &Files, data: Option<Got>, acl: Option<Vec<u8>>) -> Result
         changed |= match body {
             Body::Small(bytes) => replace(&files.data, &bytes)?,
             Body::Streamed(update) => update
-                .commit_unsynced_dir()
+                .commit()
                 .map_err(|e| io_error("writing", &files.data, e))?,
         };
         changed |= replace(&files.meta, &meta)?;
@@ -480,7 +488,7 @@ async fn fetch_data(ctx: &Ctx, job: &Job) -> Result<Found<Got>, String> {
     let mut body = if small {
         Body::Small(Vec::new())
     } else {
-        Body::Streamed(update_file::UpdateFile::new(&files.data))
+        Body::Streamed(update_file::UpdateFile::new(&files.data).flush(Flush::File))
     };
     let mut md5 = md5::Md5::new();
     let mut stream = out.body;
@@ -568,12 +576,9 @@ async fn bucket_files(ctx: &Ctx) -> anyhow::Result<()> {
         .interceptor(raw.clone())
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "reading the ACL of bucket {bucket}: {}",
-                client::describe(&e)
-            )
-        })?;
+        .map_err(client::failed(format!(
+            "reading the ACL of bucket {bucket}"
+        )))?;
     let acl = raw
         .take()
         .ok_or_else(|| anyhow!("the bucket ACL answer had no body"))?;
@@ -606,10 +611,9 @@ async fn bucket_files(ctx: &Ctx) -> anyhow::Result<()> {
             _ => {}
         },
         Err(e) => {
-            return Err(anyhow!(
-                "reading the CORS configuration of bucket {bucket}: {}",
-                client::describe(&e)
-            ));
+            return Err(client::failed(format!(
+                "reading the CORS configuration of bucket {bucket}"
+            ))(e));
         }
     }
     Ok(())

@@ -160,6 +160,17 @@ where
     }
 }
 
+/// For `map_err` on an SDK call: the error `"{what}: "` followed by [`describe`].
+pub fn failed<E, R>(
+    what: impl std::fmt::Display,
+) -> impl FnOnce(aws_sdk_s3::error::SdkError<E, R>) -> anyhow::Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    move |e| anyhow::anyhow!("{what}: {}", describe(&e))
+}
+
 /// The S3 error code of an SDK error, if the server answered with one.
 pub fn error_code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> Option<&str>
 where

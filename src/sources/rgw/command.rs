@@ -75,7 +75,7 @@ fn run_backup(config: &Config, bucket: &str, scrub: Scrub) -> anyhow::Result<Exi
     check_component(bucket).map_err(|e| anyhow!("bucket: {e}"))?;
     let target = super::target(config, bucket)?;
     let root = config.root();
-    let unit = UnitRoot::from_components(&["rgw", bucket]).map_err(anyhow::Error::msg)?;
+    let unit = UnitRoot::from_components(&["rgw", bucket])?;
     let _locks = unit_session::start(config, &unit)?;
     let threads = config.settings.rgw_threads.get();
     let runtime = client::runtime(threads)?;

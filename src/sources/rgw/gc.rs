@@ -2,13 +2,13 @@
 //! §2.5 step 5, with BUG-6 and BUG-7 fixed): walking bottom-up, every file that is not a key
 //! file of a listed key is removed (temporary files, strays, the original's `_t` files,
 //! `A`/`C` files below the top), then every directory left empty. Directories without `_d`
-//! no longer crash the walk: nothing in them decodes, so they are emptied and removed.
+//! no longer crash the walk: nothing in them decodes, so they are emptied and removed. The walk
+//! is [`crate::util::gc::collect_where`]'s; this module decides what stays.
 
 use super::paths::{self, BUCKET_ACL, BUCKET_CORS};
+use crate::util::gc::{self, Verdict};
 use std::collections::HashSet;
-use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// What a collection removed.
@@ -30,22 +30,16 @@ pub fn collect(
     skip: Option<&str>,
     report: &mut dyn FnMut(&Path),
 ) -> io::Result<Collected> {
-    let mut collected = Collected::default();
     let keep = |rel: &Path| -> bool {
         let top = rel.components().count() == 1;
         (top && (rel == Path::new(BUCKET_ACL) || rel == Path::new(BUCKET_CORS)))
             || paths::decode(rel).is_some_and(|(key, _)| valid.contains(&key))
     };
-    walk(
-        dir,
-        Path::new(""),
-        skip,
-        &keep,
-        started,
-        report,
-        &mut collected,
-    )?;
-    Ok(collected)
+    let verdict = |rel: &Path, is_dir: bool| match skip {
+        Some(skip) if is_dir && rel == Path::new(skip) => Verdict::KeepTree,
+        _ => file_verdict(&keep, rel, is_dir),
+    };
+    collect_where(dir, &verdict, started, report)
 }
 
 /// Removes from `dir` every file for which `keep(relative path)` is false, then the
@@ -56,68 +50,44 @@ pub fn collect_with(
     started: i64,
     report: &mut dyn FnMut(&Path),
 ) -> io::Result<Collected> {
-    let mut collected = Collected::default();
-    if !dir.is_dir() {
-        return Ok(collected);
-    }
-    walk(
+    collect_where(
         dir,
-        Path::new(""),
-        None,
-        keep,
+        &|rel, is_dir| file_verdict(keep, rel, is_dir),
         started,
         report,
-        &mut collected,
-    )?;
-    Ok(collected)
+    )
 }
 
-fn walk(
+/// Files as `keep` says; every directory removed once empty.
+fn file_verdict(keep: &dyn Fn(&Path) -> bool, rel: &Path, is_dir: bool) -> Verdict {
+    match is_dir || !keep(rel) {
+        true => Verdict::Remove,
+        false => Verdict::Keep,
+    }
+}
+
+/// [`util::gc::collect_where`](crate::util::gc::collect_where), counting the files removed.
+fn collect_where(
     dir: &Path,
-    rel: &Path,
-    skip: Option<&str>,
-    keep: &dyn Fn(&Path) -> bool,
+    verdict: &dyn Fn(&Path, bool) -> Verdict,
     started: i64,
     report: &mut dyn FnMut(&Path),
-    collected: &mut Collected,
-) -> io::Result<()> {
-    let here = dir.join(rel);
-    let context =
-        |e: io::Error, p: &Path| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
-    let mut entries = Vec::new();
-    for entry in fs::read_dir(&here).map_err(|e| context(e, &here))? {
-        let entry = entry.map_err(|e| context(e, &here))?;
-        entries.push((entry.file_name(), entry.file_type()?));
-    }
-    for (name, kind) in entries {
-        let child = rel.join(&name);
-        let path = dir.join(&child);
-        if kind.is_dir() {
-            if rel.as_os_str().is_empty() && skip.is_some_and(|s| name == s) {
-                continue;
-            }
-            walk(dir, &child, None, keep, started, report, collected)?;
-            // Fails while the directory still holds something: exactly what is wanted.
-            let _ = fs::remove_dir(&path);
-            continue;
+) -> io::Result<Collected> {
+    let mut collected = Collected::default();
+    gc::collect_where(dir, verdict, &mut |removed| {
+        if let Some(mtime) = removed.mtime {
+            collected.files += 1;
+            collected.fresh += u64::from(mtime >= started);
+            report(removed.path);
         }
-        if keep(&child) {
-            continue;
-        }
-        let mtime = fs::symlink_metadata(&path).map(|m| m.mtime()).unwrap_or(0);
-        fs::remove_file(&path).map_err(|e| context(e, &path))?;
-        collected.files += 1;
-        if mtime >= started {
-            collected.fresh += 1;
-        }
-        report(&child);
-    }
-    Ok(())
+    })?;
+    Ok(collected)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::path::PathBuf;
 
     #[test]
@@ -178,5 +148,9 @@ mod tests {
             assert!(dir.join(kept).exists(), "{kept}");
         }
         assert!(!dir.join("empty_d").exists() && !dir.join("nodsuffix").exists());
+        // A file removed with an mtime from this run counts as fresh.
+        fs::write(dir.join("new_k"), b"x").unwrap();
+        let got = collect(dir, &valid, 0, Some("keep_V"), &mut |_| {}).unwrap();
+        assert_eq!(got, Collected { files: 1, fresh: 1 });
     }
 }

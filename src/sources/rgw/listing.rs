@@ -112,7 +112,7 @@ pub async fn page(client: &Client, bucket: &str, token: Option<String>) -> anyho
         .set_continuation_token(token)
         .send()
         .await
-        .map_err(|e| anyhow!("listing bucket {bucket}: {}", client::describe(&e)))?;
+        .map_err(client::failed(format!("listing bucket {bucket}")))?;
     let mut objects = Vec::with_capacity(out.contents().len());
     for object in out.contents() {
         let raw = object

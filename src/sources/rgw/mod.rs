@@ -72,8 +72,7 @@ impl Source for Rgw {
         let settings = &config.settings;
         let mut units = Vec::new();
         for entry in &config.rgw.0 {
-            let root =
-                UnitRoot::from_components(&["rgw", &entry.bucket]).map_err(anyhow::Error::msg)?;
+            let root = UnitRoot::from_components(&["rgw", &entry.bucket])?;
             let mut backup_args = vec!["rgw".into(), "backup".into()];
             if settings.rgw_scrub_acl_probability.roll(rng) {
                 backup_args.push("--scrub-acls".into());

@@ -31,6 +31,22 @@ const MIN_PART: u64 = 5 << 20;
 /// The S3 maximum number of parts.
 const MAX_PARTS: u64 = 10_000;
 
+/// `$request` (a PutObject or CreateMultipartUpload builder, which share no trait) with the
+/// content headers and user metadata of `$meta` (a [`RestoreMeta`]).
+macro_rules! with_meta {
+    ($request:expr, $meta:expr) => {{
+        let meta: &RestoreMeta = $meta;
+        let h = &meta.headers;
+        $request
+            .set_metadata(Some(meta.user.clone().into_iter().collect()))
+            .set_cache_control(h.get("Cache-Control").cloned())
+            .set_content_disposition(h.get("Content-Disposition").cloned())
+            .set_content_encoding(h.get("Content-Encoding").cloned())
+            .set_content_language(h.get("Content-Language").cloned())
+            .set_content_type(h.get("Content-Type").cloned())
+    }};
+}
+
 /// Clients by object owner (radosgw-admin mode), or the one fixed client.
 struct Clients {
     target: Target,
@@ -108,6 +124,17 @@ pub fn run(config: &Config, source: &str, dest: &str, force: bool) -> anyhow::Re
             move || anyhow::Ok((walk(&dir)?, versions::read_indexes(&dir)?))
         })
         .await??;
+        let restore = |work| {
+            restore_objects(
+                clients.clone(),
+                &owner,
+                &dir,
+                dest,
+                work,
+                threads,
+                part_size,
+            )
+        };
         let mut failures = Vec::new();
         if !histories.is_empty() {
             // History first, so each key's current object ends up the newest version.
@@ -120,35 +147,15 @@ pub fn run(config: &Config, source: &str, dest: &str, force: bool) -> anyhow::Re
                 )
                 .send()
                 .await
-                .map_err(|e| anyhow!("enabling versioning on {dest}: {}", client::describe(&e)))?;
+                .map_err(client::failed(format!("enabling versioning on {dest}")))?;
             let work = histories
                 .into_iter()
                 .map(|h| (h.key, Work::History(h.dir, h.entries)))
                 .collect();
-            failures = restore_objects(
-                clients.clone(),
-                &owner,
-                &dir,
-                dest,
-                work,
-                threads,
-                part_size,
-            )
-            .await?;
+            failures = restore(work).await?;
         }
         let work = keys.into_iter().map(|key| (key, Work::Current)).collect();
-        failures.extend(
-            restore_objects(
-                clients.clone(),
-                &owner,
-                &dir,
-                dest,
-                work,
-                threads,
-                part_size,
-            )
-            .await?,
-        );
+        failures.extend(restore(work).await?);
         anyhow::Ok(failures)
     })?;
     println!("{} S3 requests", counter.get());
@@ -183,7 +190,7 @@ async fn prepare_bucket(
                     .max_keys(5)
                     .send()
                     .await
-                    .map_err(|e| anyhow!("listing bucket {dest}: {}", client::describe(&e)))?;
+                    .map_err(client::failed(format!("listing bucket {dest}")))?;
                 if !listing.contents().is_empty() {
                     bail!("Destination bucket {dest} is not empty; force with --force");
                 }
@@ -194,9 +201,9 @@ async fn prepare_bucket(
                 .bucket(dest)
                 .send()
                 .await
-                .map_err(|e| anyhow!("creating bucket {dest}: {}", client::describe(&e)))?;
+                .map_err(client::failed(format!("creating bucket {dest}")))?;
         }
-        Err(e) => bail!("checking bucket {dest}: {}", client::describe(&e)),
+        Err(e) => return Err(client::failed(format!("checking bucket {dest}"))(e)),
     }
     let policy = xml::acl_policy(bucket_acl).context("reading the saved bucket ACL")?;
     s3.put_bucket_acl()
@@ -204,7 +211,7 @@ async fn prepare_bucket(
         .access_control_policy(policy)
         .send()
         .await
-        .map_err(|e| anyhow!("setting the ACL of bucket {dest}: {}", client::describe(&e)))?;
+        .map_err(client::failed(format!("setting the ACL of bucket {dest}")))?;
     if let Ok(cors) = std::fs::read_to_string(dir.join(BUCKET_CORS)) {
         let config = xml::cors_configuration(&cors).context("reading the saved bucket CORS")?;
         s3.put_bucket_cors()
@@ -212,18 +219,13 @@ async fn prepare_bucket(
             .cors_configuration(config)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "setting the CORS of bucket {dest}: {}",
-                    client::describe(&e)
-                )
-            })?;
+            .map_err(client::failed(format!("setting the CORS of bucket {dest}")))?;
     }
     Ok(())
 }
 
 /// Every key with a data file under `dir`, in walk order (directories and names sorted). The
-/// versions tree holds no such file (its top directory has no `_d`).
+/// versions tree is not entered ([`versions::read_indexes`] reads it).
 fn walk(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     fn visit(dir: &Path, rel: &Path, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
         let here = dir.join(rel);
@@ -234,7 +236,9 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
         for entry in entries {
             let child = rel.join(entry.file_name());
             if entry.file_type()?.is_dir() {
-                visit(dir, &child, out)?;
+                if child != Path::new(versions::VERSIONS_DIR) {
+                    visit(dir, &child, out)?;
+                }
             } else if let Some((key, Code::Data)) = paths::decode(&child) {
                 out.push(key);
             }
@@ -334,20 +338,13 @@ async fn upload(
     if size > part_size {
         upload_multipart(&s3, dest, key, data, size, part_size, &meta).await?;
     } else {
-        let h = &meta.headers;
-        s3.put_object()
+        with_meta!(s3.put_object(), &meta)
             .bucket(dest)
             .key(key)
             .body(ByteStream::from_path(data).await?)
-            .set_metadata(Some(meta.user.clone().into_iter().collect()))
-            .set_cache_control(h.get("Cache-Control").cloned())
-            .set_content_disposition(h.get("Content-Disposition").cloned())
-            .set_content_encoding(h.get("Content-Encoding").cloned())
-            .set_content_language(h.get("Content-Language").cloned())
-            .set_content_type(h.get("Content-Type").cloned())
             .send()
             .await
-            .map_err(|e| anyhow!("uploading: {}", client::describe(&e)))?;
+            .map_err(client::failed("uploading"))?;
     }
     s3.put_object_acl()
         .bucket(dest)
@@ -355,7 +352,7 @@ async fn upload(
         .access_control_policy(policy)
         .send()
         .await
-        .map_err(|e| anyhow!("setting its ACL: {}", client::describe(&e)))?;
+        .map_err(client::failed("setting its ACL"))?;
     Ok(())
 }
 
@@ -380,7 +377,7 @@ async fn replay_history(
                 .key(name)
                 .send()
                 .await
-                .map_err(|e| anyhow!("adding a delete marker: {}", client::describe(&e)))?;
+                .map_err(client::failed("adding a delete marker"))?;
         } else {
             let files = versions::version_files(kdir, entry).map_err(anyhow::Error::msg)?;
             upload(clients, dest, key, &files, part_size)
@@ -403,20 +400,12 @@ async fn upload_multipart(
     meta: &RestoreMeta,
 ) -> anyhow::Result<()> {
     let part_size = part_size.max(size.div_ceil(MAX_PARTS));
-    let h = &meta.headers;
-    let upload = s3
-        .create_multipart_upload()
+    let upload = with_meta!(s3.create_multipart_upload(), meta)
         .bucket(dest)
         .key(key)
-        .set_metadata(Some(meta.user.clone().into_iter().collect()))
-        .set_cache_control(h.get("Cache-Control").cloned())
-        .set_content_disposition(h.get("Content-Disposition").cloned())
-        .set_content_encoding(h.get("Content-Encoding").cloned())
-        .set_content_language(h.get("Content-Language").cloned())
-        .set_content_type(h.get("Content-Type").cloned())
         .send()
         .await
-        .map_err(|e| anyhow!("starting a multipart upload: {}", client::describe(&e)))?;
+        .map_err(client::failed("starting a multipart upload"))?;
     let upload_id = upload
         .upload_id()
         .ok_or_else(|| anyhow!("the server gave no upload id"))?
@@ -442,7 +431,7 @@ async fn upload_multipart(
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| anyhow!("uploading part {number}: {}", client::describe(&e)))?;
+                .map_err(client::failed(format!("uploading part {number}")))?;
             parts.push(
                 CompletedPart::builder()
                     .part_number(number)
@@ -463,7 +452,7 @@ async fn upload_multipart(
             )
             .send()
             .await
-            .map_err(|e| anyhow!("completing the multipart upload: {}", client::describe(&e)))?;
+            .map_err(client::failed("completing the multipart upload"))?;
         anyhow::Ok(())
     }
     .await;

@@ -140,18 +140,24 @@ async fn list_all(
             .set_version_id_marker(version_marker.take())
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "listing the versions of bucket {bucket}: {}",
-                    client::describe(&e)
-                )
-            })?;
+            .map_err(client::failed(format!(
+                "listing the versions of bucket {bucket}"
+            )))?;
         let mut add = |key: Option<&str>,
                        time: Option<&aws_sdk_s3::primitives::DateTime>,
-                       mut entry: Entry| {
+                       version: Option<&str>,
+                       delete_marker: bool,
+                       current: bool,
+                       size: i64| {
             if let Some(key) = key {
                 position += 1;
-                entry.last_modified = time.map(|t| t.secs()).unwrap_or(0);
+                let entry = Entry {
+                    version: version.unwrap_or("null").to_string(),
+                    delete_marker,
+                    current,
+                    last_modified: time.map(|t| t.secs()).unwrap_or(0),
+                    size: u64::try_from(size).unwrap_or(0),
+                };
                 let nanos = time.map(|t| t.as_nanos()).unwrap_or(0);
                 raw.entry(decode_key(key))
                     .or_default()
@@ -159,30 +165,19 @@ async fn list_all(
             }
         };
         for v in out.versions() {
+            let current = v.is_latest() == Some(true);
+            let size = v.size().unwrap_or(0);
             add(
                 v.key(),
                 v.last_modified(),
-                Entry {
-                    version: v.version_id().unwrap_or("null").to_string(),
-                    delete_marker: false,
-                    current: v.is_latest() == Some(true),
-                    last_modified: 0,
-                    size: u64::try_from(v.size().unwrap_or(0)).unwrap_or(0),
-                },
+                v.version_id(),
+                false,
+                current,
+                size,
             );
         }
         for m in out.delete_markers() {
-            add(
-                m.key(),
-                m.last_modified(),
-                Entry {
-                    version: m.version_id().unwrap_or("null").to_string(),
-                    delete_marker: true,
-                    current: false,
-                    last_modified: 0,
-                    size: 0,
-                },
-            );
+            add(m.key(), m.last_modified(), m.version_id(), true, false, 0);
         }
         if out.is_truncated() != Some(true) {
             break;
