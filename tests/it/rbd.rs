@@ -56,6 +56,10 @@ case "$*" in
   if [ -n "$FAULT_EXIT" ]; then rbd "$@"; exit "$FAULT_EXIT"; fi;;
 *"snap create"*)
   if [ -n "$FAULT_CREATE" ]; then rbd "$@"; exit 5; fi;;
+*"snap rm"*)
+  case "$*" in *"${FAULT_RM:-no fault}"*)
+    echo "rbd: simulated snap rm failure" >&2; exit 6;;
+  esac;;
 esac
 exec rbd "$@"
 "#;
@@ -190,18 +194,20 @@ impl RbdEnv {
 
     /// Asserts that the image unit `friendly` is a complete backup of `image` as it is now:
     /// byte-equal to the export of its recorded snapshot and of the head, no staged diff, and
-    /// exactly one `backup-*` snapshot on the image.
+    /// exactly the recorded `backup-*` snapshots on the image: the base, and the one before it
+    /// when it is retired (removed by the next run).
     fn assert_backup_current(&self, friendly: &str, image: &str) {
         let path = self.file("images", friendly);
         let snap = xattr(&path, "user.rbd.snapshot").expect("user.rbd.snapshot is set");
         assert_eq!(xattr(&path, "user.rbd.pending-snapshot"), None);
         assert_eq!(xattr(&path, "user.rbd.creating-snapshot"), None);
-        let backups = self.backup_snapshots(image);
-        assert_eq!(
-            backups,
-            std::slice::from_ref(&snap),
-            "exactly the recorded snapshot"
-        );
+        let retired = xattr(&path, "user.rbd.retired-snapshot");
+        assert_ne!(retired.as_ref(), Some(&snap), "the base is not retired");
+        let mut recorded: Vec<String> = retired.into_iter().chain([snap.clone()]).collect();
+        recorded.sort();
+        let mut backups = self.backup_snapshots(image);
+        backups.sort();
+        assert_eq!(backups, recorded, "exactly the recorded snapshots");
         assert!(!pending(&path).exists(), "no staged diff left");
         let file = fs::read(&path).unwrap();
         let want = self.export(image, Some(&snap));
@@ -433,17 +439,19 @@ fn sigkill_at_every_step_then_a_rerun_converges_without_leaking_snapshots() {
         let base = env.snapshots(&image).pop().unwrap();
         env.remove_snapshot(&image, &base);
     }
+    // Two incremental runs: from now on a retired snapshot waits for each run.
+    backup(&env, &["rbd", "vm"]);
     backup(&env, &["rbd", "vm"]);
     let steps = [
         "after-intent",
         "after-snap-create",
+        // The retired snapshot's removal overlaps the export and apply: each side is killed
+        // before the other is done.
+        "after-retired-rm",
         "after-stage",
         "after-pending",
-        // The apply and the old base's `snap rm` overlap: each is killed before the other
-        // is done, then after both.
         "after-apply",
-        "after-snap-rm",
-        "after-apply-and-snap-rm",
+        "after-retire",
         "after-rebase",
     ];
     for (i, step) in steps.iter().enumerate() {
@@ -452,18 +460,27 @@ fn sigkill_at_every_step_then_a_rerun_converges_without_leaking_snapshots() {
             &[json!(["write", (i as u64) * OBJECT + 5, 2 * OBJECT, i])],
         );
         let base = xattr(&path, "user.rbd.snapshot").unwrap();
+        let retired = xattr(&path, "user.rbd.retired-snapshot").expect("a retired snapshot");
         env.crash_at(step);
-        // Each side of the overlap is killed before the other is done.
-        let base_kept = env.snapshots(&image).contains(&base);
+        let retired_kept = env.snapshots(&image).contains(&retired);
         match *step {
-            "after-snap-rm" => {
-                assert!(!base_kept, "{step}: the old base is gone");
+            "after-retired-rm" => {
+                assert!(!retired_kept, "{step}: the retired snapshot is gone");
                 assert!(
                     fs::read(&path).unwrap() != env.export(&image, None),
                     "{step}: the diff is not applied yet"
                 );
             }
-            "after-apply" => assert!(base_kept, "{step}: the old base is still there"),
+            "after-stage" | "after-pending" | "after-apply" => {
+                assert!(retired_kept, "{step}: the retired snapshot is still there")
+            }
+            "after-retire" => {
+                assert_eq!(
+                    xattr(&path, "user.rbd.retired-snapshot"),
+                    Some(base.clone())
+                );
+                assert_eq!(xattr(&path, "user.rbd.snapshot"), Some(base.clone()));
+            }
             _ => {}
         }
         if *step == "after-pending" {
@@ -565,6 +582,50 @@ fn a_truncated_or_failing_export_fails_cleanly_and_leaves_the_last_backup_intact
     }
     backup(&env, &["rbd", "vm"]);
     env.assert_backup_current("vm", &image);
+
+    // The retired snapshot cannot be removed: a warning, and the base it would replace goes
+    // at once, so snapshots never pile up; the next run removes the retired one.
+    backup(&env, &["rbd", "vm"]);
+    let retired = xattr(&path, "user.rbd.retired-snapshot").expect("a retired snapshot");
+    let base = xattr(&path, "user.rbd.snapshot").unwrap();
+    env.drive(&image, &[json!(["write", 3 * MIB, MIB, 3])]);
+    let ran = env
+        .deltaic()
+        .env("FAULT_RM", &retired)
+        .expect(["rbd", "backup", POOL, "vm"], 0);
+    let warned = format!("removing the previous base snapshot {retired}");
+    assert!(
+        ran.stderr.contains(&warned)
+            && ran.stderr.contains("simulated snap rm failure")
+            && ran.stderr.contains("the next run tries again"),
+        "{}",
+        ran.stderr
+    );
+    env.assert_backup_current("vm", &image);
+    assert_eq!(
+        xattr(&path, "user.rbd.retired-snapshot"),
+        Some(retired.clone())
+    );
+    assert!(
+        !env.snapshots(&image).contains(&base),
+        "the base went at once"
+    );
+    // Neither can be removed: the unit fails with its diff staged, and the next run
+    // finishes it and removes both.
+    env.drive(&image, &[json!(["write", 0, MIB, 4])]);
+    let ran = env
+        .deltaic()
+        .env("FAULT_RM", "backup-")
+        .run(["rbd", "backup", POOL, "vm"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(ran.stderr.contains(&warned), "{}", ran.stderr);
+    assert!(xattr(&path, "user.rbd.pending-snapshot").is_some());
+    assert_eq!(env.backup_snapshots(&image).len(), 3);
+    let ran = backup(&env, &["rbd", "vm"]);
+    assert!(ran.stdout.contains("earlier run"), "{}", ran.stdout);
+    env.assert_backup_current("vm", &image);
+    assert!(!env.snapshots(&image).contains(&retired));
+    assert_eq!(env.backup_snapshots(&image).len(), 2);
 }
 
 #[test]
@@ -625,6 +686,7 @@ fn restore_round_trips_and_drop_removes_exactly_deltaics_snapshots() {
         .run("rbd", &["snap", "create", &format!("{POOL}/{image}@keep")]);
     env.config(&[("vm", &image)], &[], "");
     backup(&env, &["rbd", "vm"]);
+    backup(&env, &["rbd", "vm"]);
     let path = env.file("images", "vm");
 
     let target = unique_name("restored");
@@ -635,11 +697,36 @@ fn restore_round_trips_and_drop_removes_exactly_deltaics_snapshots() {
         env.export(&target, None) == fs::read(&path).unwrap(),
         "restored image equals the backup"
     );
+    let features = |image: &str| {
+        env.ceph.json("rbd", &["info", &format!("{POOL}/{image}")])["features"].clone()
+    };
+    assert_ne!(
+        features(&target),
+        json!(["layering"]),
+        "the cluster's defaults"
+    );
+    // Only the features asked for (krbd clients support few).
+    let krbd = unique_name("restored-krbd");
+    env.images.push(krbd.clone());
+    let path_arg = path.to_str().unwrap();
+    let args = [
+        "rbd",
+        "restore",
+        "--image-feature",
+        "layering",
+        path_arg,
+        POOL,
+        &krbd,
+    ];
+    env.deltaic().expect(args, 0);
+    assert_eq!(features(&krbd), json!(["layering"]));
+    assert!(env.export(&krbd, None) == fs::read(&path).unwrap());
 
-    // Leave a staged diff and an unrecorded snapshot, then drop everything of Deltaic's.
+    // Leave a staged diff and an unrecorded snapshot beside the base and the retired one,
+    // then drop everything of Deltaic's.
     env.drive(&image, &[json!(["write", 0, 1000, 4])]);
     env.crash_at("after-pending");
-    assert_eq!(env.backup_snapshots(&image).len(), 2);
+    assert_eq!(env.backup_snapshots(&image).len(), 3);
     let dropped = env.deltaic().expect(["rbd", "drop", POOL, "vm"], 0);
     assert!(
         dropped.stdout.contains("the image can be deleted"),
@@ -651,7 +738,12 @@ fn restore_round_trips_and_drop_removes_exactly_deltaics_snapshots() {
         ["keep"],
         "only the user's snapshot is left"
     );
-    for name in ["snapshot", "pending-snapshot", "creating-snapshot"] {
+    for name in [
+        "snapshot",
+        "pending-snapshot",
+        "creating-snapshot",
+        "retired-snapshot",
+    ] {
         assert_eq!(xattr(&path, &format!("user.rbd.{name}")), None, "{name}");
     }
     assert!(

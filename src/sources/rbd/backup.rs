@@ -8,9 +8,11 @@
 //! 2. with a base snapshot on the image: **stage** (record `creating-snapshot` N, `snap create`
 //!    N, `export-diff --from-snap base` piped through the strict parser into `<file>.pending`,
 //!    fsync, then `pending-snapshot` = N), **apply** the staged diff to the file (only changed
-//!    blocks are written) and fsync it while the old base is removed (`snap rm`: the staged,
-//!    recorded diff no longer needs it), then **rebase** (`snapshot` = N, clear the others,
-//!    unlink `<file>.pending`);
+//!    blocks are written) and fsync it, then **rebase** (`retired-snapshot` = base, `snapshot`
+//!    = N, clear the others, unlink `<file>.pending`). The old base is not removed then but by
+//!    the next run, while that run exports and applies (the **retired** snapshot): its
+//!    `snap rm`, a monitor commit, is off every run's critical path, at the cost of one more
+//!    snapshot per image between runs (it holds the blocks changed in the last interval);
 //! 3. without one (first run, or the base was lost): a **full fetch** of a new snapshot into the
 //!    file, compared block by block with what the file already holds; `snapshot` is removed
 //!    first and set last, so an interrupted fetch is never taken for a complete backup.
@@ -21,24 +23,30 @@
 //! Otherwise `snap ls` comes first, then recovery, then N. So a snapshot is always recorded
 //! before it is created, and the one being created is never reported as a stray.
 //!
-//! Every step is idempotent: a rerun after a crash anywhere converges, including after `snap rm`
-//! of the base succeeded and the apply or the xattr update did not ("already gone" is
+//! Every step is idempotent: a rerun after a crash anywhere converges, including after the
+//! retired snapshot's `snap rm` succeeded and the xattr update did not ("already gone" is
 //! success). `rbd` is only asked to remove snapshots named `backup-*` that this file's xattrs
 //! record. The crash points ([`state::crash_point`]) are, in order: `after-intent`,
-//! `after-snap-create`, then `after-stage`, `after-pending`, `after-snap-rm` and `after-apply`
-//! (the two concurrent steps, each killed before the other is done), `after-apply-and-snap-rm`,
-//! `after-rebase`; or `after-base-lost` and `after-full-fetch`.
+//! `after-snap-create`, then `after-retired-rm` on one side and `after-stage`, `after-pending`,
+//! `after-apply` on the other (the concurrent steps, each killed before the other is done),
+//! `after-retire`, `after-rebase`; or `after-base-lost` and `after-full-fetch`.
 
 use super::apply::{self, CHUNK, ImageFile, Mode, Stats};
 use super::config::PENDING_SUFFIX;
 use super::diff::{DiffReader, Record};
 use super::scrub;
-use super::state::{self, CREATING, PENDING, SNAPID, SNAPSHOT, Xattrs, crash_point};
+use super::state::{
+    self, CREATING, PENDING, RECORDED, RETIRED, SNAPID, SNAPSHOT, Xattrs, crash_point,
+};
 use super::tool::{Rbd, SnapInfo};
 use anyhow::{Context, anyhow, bail};
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::thread::ScopedJoinHandle;
+
+/// The retired snapshot's removal, running beside the export and apply of the next one.
+type Retiring<'scope> = ScopedJoinHandle<'scope, anyhow::Result<()>>;
 
 /// What a unit did, for its summary line and the unit report.
 #[derive(Debug, Clone, Default)]
@@ -158,10 +166,7 @@ impl<'a> ImageUnit<'a> {
         let (listed, created) = std::thread::scope(|s| {
             let create = s.spawn(|| self.rbd.snap_create(self.pool, self.image, &snap));
             let listed = self.list_snapshots();
-            let created = create
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (listed, created)
+            (listed, join(create))
         });
         // A listing error says more (a missing image) than the failed create it implies.
         let snaps = match listed.and_then(|snaps| created.map(|()| snaps)) {
@@ -172,13 +177,54 @@ impl<'a> ImageUnit<'a> {
         crash_point("after-snap-create");
         // `snap` may be listed: it is recorded in `creating-snapshot`, so never a stray.
         self.report_strays(&snaps, outcome)?;
-        if snaps.iter().any(|s| s.name == base) {
-            self.incremental(base, &snap, outcome)?;
-            Ok(false)
-        } else {
-            self.forget_lost_base(base, outcome)?;
-            self.full_fetch(Some(snap), outcome)?;
-            Ok(true)
+        // Started after the create: two snapshot changes at once contend for the image's
+        // exclusive lock.
+        std::thread::scope(|scope| {
+            let retiring = scope.spawn(|| {
+                // Crash tests of the overlap: this side waits while the other is killed.
+                for step in ["after-stage", "after-pending", "after-apply"] {
+                    state::hold_for_crash(step);
+                }
+                self.remove_retired()
+            });
+            if snaps.iter().any(|s| s.name == base) {
+                state::hold_for_crash("after-retired-rm");
+                self.incremental(base, &snap, Some(retiring), outcome)?;
+                Ok(false)
+            } else {
+                self.forget_lost_base(base, outcome)?;
+                self.full_fetch(Some(snap), outcome)?;
+                self.note_retired(join(retiring), outcome);
+                Ok(true)
+            }
+        })
+    }
+
+    /// Removes the retired snapshot (the base before the last rebase) and clears
+    /// `retired-snapshot`; nothing to do when none is recorded, or when a crash between
+    /// retiring it and the rebase left it the base still.
+    fn remove_retired(&self) -> anyhow::Result<()> {
+        let Some(old) = self.xattrs.get(RETIRED)? else {
+            return Ok(());
+        };
+        if self.xattrs.get(SNAPSHOT)?.as_deref() == Some(old.as_str()) {
+            return Ok(());
+        }
+        remove_snapshot(self.rbd, self.pool, Some(self.image), &old).with_context(|| {
+            format!(
+                "removing the previous base snapshot {old} of {}",
+                self.path.display()
+            )
+        })?;
+        crash_point("after-retired-rm");
+        self.xattrs.remove(RETIRED)
+    }
+
+    /// A failed removal of the retired snapshot is a warning: it stays recorded, and the next
+    /// run tries again.
+    fn note_retired(&self, removal: anyhow::Result<()>, outcome: &mut Outcome) {
+        if let Err(err) = removal {
+            outcome.warn(format!("{err:#}; the next run tries again"));
         }
     }
 
@@ -193,7 +239,7 @@ impl<'a> ImageUnit<'a> {
         match self.xattrs.get(SNAPSHOT)? {
             Some(base) if has(&base) => {
                 let snap = self.create_snapshot()?;
-                self.incremental(&base, &snap, outcome)?;
+                self.incremental(&base, &snap, None, outcome)?;
                 Ok(false)
             }
             Some(base) => {
@@ -236,7 +282,7 @@ impl<'a> ImageUnit<'a> {
     /// Deltaic's, or leaked by an older version); they are not removed: they may be in use.
     fn report_strays(&self, snaps: &[SnapInfo], outcome: &mut Outcome) -> anyhow::Result<()> {
         let mut known = Vec::new();
-        for attr in [SNAPSHOT, PENDING, CREATING] {
+        for attr in RECORDED {
             known.extend(self.xattrs.get(attr)?);
         }
         let strays: Vec<&str> = snaps
@@ -260,11 +306,12 @@ impl<'a> ImageUnit<'a> {
 
     /// Finishes or undoes what an earlier run left (module doc, step 1).
     fn recover(&self, has: &dyn Fn(&str) -> bool, outcome: &mut Outcome) -> anyhow::Result<()> {
+        self.note_retired(self.remove_retired(), outcome);
         if let Some(pending) = self.xattrs.get(PENDING)? {
             match self.usable_staged_diff(&pending, has) {
                 Ok(()) => {
                     println!("finishing the staged diff to {pending} left by an earlier run");
-                    self.apply_pending(&pending, outcome)?;
+                    self.apply_pending(&pending, None, outcome)?;
                 }
                 Err(why) => self.discard_staged_diff(&pending, &why, outcome)?,
             }
@@ -326,8 +373,14 @@ impl<'a> ImageUnit<'a> {
     }
 
     /// Stages the diff from `base` to the new snapshot `snap` (recorded and created), then
-    /// applies and rebases it.
-    fn incremental(&self, base: &str, snap: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
+    /// applies and rebases it (after `retiring`, when given, is done).
+    fn incremental(
+        &self,
+        base: &str,
+        snap: &str,
+        retiring: Option<Retiring<'_>>,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<()> {
         remove_if_present(&self.pending)?;
         if let Err(err) = self.stage(base, snap) {
             let _ = fs::remove_file(&self.pending);
@@ -336,7 +389,7 @@ impl<'a> ImageUnit<'a> {
         crash_point("after-stage");
         self.xattrs.set(PENDING, snap)?;
         crash_point("after-pending");
-        self.apply_pending(snap, outcome)
+        self.apply_pending(snap, retiring, outcome)
     }
 
     /// Records a new snapshot name in `creating-snapshot` (durably, before it is created).
@@ -400,40 +453,46 @@ impl<'a> ImageUnit<'a> {
         Ok(())
     }
 
-    /// Applies the staged diff to `snap` while the old base is removed (`snap rm`, gone is
-    /// fine: the staged diff no longer needs it), then rebases: `snapshot` = `snap`, the other
-    /// xattrs cleared, `<file>.pending` removed.
-    fn apply_pending(&self, snap: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
+    /// Applies the staged diff to `snap`, waits for `retiring` (when given), then rebases:
+    /// the old base becomes the retired snapshot (or, when the one before could not be
+    /// removed, is removed now), `snapshot` = `snap`, the other xattrs cleared,
+    /// `<file>.pending` removed.
+    fn apply_pending(
+        &self,
+        snap: &str,
+        retiring: Option<Retiring<'_>>,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<()> {
         let base = self.xattrs.get(SNAPSHOT)?.filter(|b| b != snap);
-        let (applied, removed) = std::thread::scope(|s| {
-            let remove = base.as_deref().map(|base| {
-                s.spawn(move || {
-                    state::hold_for_crash("after-apply");
-                    remove_snapshot(self.rbd, self.pool, Some(self.image), base)?;
-                    // The file may still be being written: a crash here leaves the base
-                    // gone and the diff not yet (or half) applied; the next run applies it.
-                    crash_point("after-snap-rm");
-                    Ok::<(), anyhow::Error>(())
-                })
-            });
-            if remove.is_some() {
-                state::hold_for_crash("after-snap-rm");
-            }
-            let applied = self.apply_staged(snap);
-            let removed = remove.map(|r| {
-                r.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            });
-            (applied, removed)
-        });
+        let applied = self.apply_staged(snap);
+        if let Some(retiring) = retiring {
+            self.note_retired(join(retiring), outcome);
+        }
         let stats = applied?;
-        removed.transpose()?;
-        crash_point("after-apply-and-snap-rm");
         outcome.add(&stats);
         println!(
             "{}: applied the diff to {snap}: {stats}",
             self.path.display()
         );
+        if let Some(base) = base {
+            match self.xattrs.get(RETIRED)? {
+                None => {
+                    self.xattrs.set(RETIRED, &base)?;
+                    crash_point("after-retire");
+                }
+                Some(retired) if retired == base => {}
+                // At most one snapshot waits for removal: this one goes now.
+                Some(_) => remove_snapshot(self.rbd, self.pool, Some(self.image), &base)
+                    .with_context(|| {
+                        format!(
+                            "removing the previous base snapshot {base} of {} (the snapshot \
+                             before it could not be removed either); the next run finishes \
+                             the staged diff and tries again",
+                            self.path.display()
+                        )
+                    })?,
+            }
+        }
         self.xattrs.set(SNAPSHOT, snap)?;
         crash_point("after-rebase");
         self.xattrs.remove(PENDING)?;
@@ -464,7 +523,7 @@ impl<'a> ImageUnit<'a> {
             );
         }
         file.sync()?;
-        // The old base's `snap rm` may still be running (or not started).
+        // The retired snapshot's `snap rm` may still be running (or not started).
         crash_point("after-apply");
         Ok(stats)
     }
@@ -490,6 +549,13 @@ impl<'a> ImageUnit<'a> {
         println!("{}: fetched {snap} whole: {stats}", self.path.display());
         Ok(())
     }
+}
+
+/// The result of a scoped thread (its panic goes on).
+fn join<T>(handle: ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Reads a whole stream, checking it; returns its `f` and `t` snapshot names.
@@ -642,9 +708,9 @@ fn find_image(rbd: &Rbd, pool: &str, snap: &str) -> anyhow::Result<String> {
     }
 }
 
-/// `rbd drop`: removes the snapshots this image file's xattrs record (pending, creating, base),
-/// clearing each xattr only once its snapshot is confirmed gone, then the staged diff. The file
-/// itself stays; the next backup fetches the image whole.
+/// `rbd drop`: removes the snapshots this image file's xattrs record (pending, creating,
+/// retired, base), clearing each xattr only once its snapshot is confirmed gone, then the staged
+/// diff. The file itself stays; the next backup fetches the image whole.
 pub fn drop_image(rbd: &Rbd, path: &Path, pool: &str, image: Option<&str>) -> anyhow::Result<()> {
     let pending = pending_path(path);
     if !path.exists() {
@@ -652,7 +718,7 @@ pub fn drop_image(rbd: &Rbd, path: &Path, pool: &str, image: Option<&str>) -> an
         return remove_if_present(&pending);
     }
     let xattrs = Xattrs::new(path);
-    for attr in [PENDING, CREATING, SNAPSHOT] {
+    for attr in RECORDED {
         if let Some(snap) = xattrs.get(attr)? {
             remove_snapshot(rbd, pool, image, &snap).with_context(|| {
                 format!(
@@ -676,8 +742,15 @@ pub fn drop_image(rbd: &Rbd, path: &Path, pool: &str, image: Option<&str>) -> an
     Ok(())
 }
 
-/// `rbd restore`: imports a complete backup file (or snapshot file) as a new image.
-pub fn restore(rbd: &Rbd, path: &Path, pool: &str, image: &str) -> anyhow::Result<()> {
+/// `rbd restore`: imports a complete backup file (or snapshot file) as a new image, with
+/// `features` (`--image-feature`) when any are given.
+pub fn restore(
+    rbd: &Rbd,
+    path: &Path,
+    pool: &str,
+    image: &str,
+    features: &[String],
+) -> anyhow::Result<()> {
     if !path.is_file() {
         bail!(
             "{} is not a backup file: give an image or snapshot unit's file, \
@@ -701,7 +774,7 @@ pub fn restore(rbd: &Rbd, path: &Path, pool: &str, image: &str) -> anyhow::Resul
             path.display()
         );
     }
-    rbd.import(path, pool, image)
+    rbd.import(path, pool, image, features)
 }
 
 #[cfg(test)]

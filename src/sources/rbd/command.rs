@@ -38,8 +38,13 @@ Examples:
     /// Import a backup file (or a file in a mounted snapshot) as a new RBD image
     #[command(after_help = "\
 Examples:
-  deltaic rbd restore /backup/rbd/rbd/images/vm1 rbd vm1-restored")]
+  deltaic rbd restore /backup/rbd/rbd/images/vm1 rbd vm1-restored
+  deltaic rbd restore --image-feature layering /backup/rbd/rbd/images/vm1 rbd vm1-krbd")]
     Restore {
+        /// Create the image with only these features (repeat the flag), as `rbd import
+        /// --image-feature` does; by default the cluster's default features
+        #[arg(long = "image-feature", value_name = "FEATURE")]
+        image_features: Vec<String>,
         /// The backup file: ROOT/rbd/POOL/images/NAME or .../snapshots/NAME
         path: PathBuf,
         /// The pool to create the image in
@@ -106,8 +111,13 @@ pub fn execute(config: &Config, cmd: RbdCommand) -> anyhow::Result<ExitCode> {
             report(result.as_ref().unwrap_or(&failed), scrub);
             result.with_context(|| format!("backup of rbd/{pool}/{}/{name} failed", kind.dir()))?;
         }
-        RbdCommand::Restore { path, pool, image } => {
-            backup::restore(&rbd, &path, &pool, &image)?;
+        RbdCommand::Restore {
+            image_features,
+            path,
+            pool,
+            image,
+        } => {
+            backup::restore(&rbd, &path, &pool, &image, &image_features)?;
         }
         RbdCommand::Drop { pool, name } => {
             check_component(&pool).map_err(|e| anyhow!("pool: {e}"))?;

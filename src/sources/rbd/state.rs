@@ -8,6 +8,7 @@
 //! | `user.rbd.pending-snapshot` | a newer snapshot whose diff is staged, complete and synced, in `<file>.pending` |
 //! | `user.rbd.snapid` | snapshot units: the decimal id of the snapshot fetched |
 //! | `user.rbd.creating-snapshot` | (new) a snapshot that may exist on the image and is not yet recorded above; the next run removes it unless it is the pending one |
+//! | `user.rbd.retired-snapshot` | (new) the base before the last rebase, still on the image; the next run removes it while it exports (its `snap rm` is off the critical path) |
 //!
 //! Every change is fsynced before the next step, so the order of the steps is also the order
 //! after a power loss. A missing file reads as "no attribute" (first runs rely on it); any
@@ -25,6 +26,11 @@ pub const PENDING: &str = "user.rbd.pending-snapshot";
 pub const SNAPID: &str = "user.rbd.snapid";
 /// A snapshot about to be created (new).
 pub const CREATING: &str = "user.rbd.creating-snapshot";
+/// The previous base, removed by the next run (new).
+pub const RETIRED: &str = "user.rbd.retired-snapshot";
+/// Every xattr that records a snapshot of the image, in the order `rbd drop` removes them
+/// (the base last, so a failed drop still leaves a complete file).
+pub const RECORDED: [&str; 4] = [PENDING, CREATING, RETIRED, SNAPSHOT];
 /// Prefix of the snapshots Deltaic creates (compatibility: the original's).
 pub const SNAPSHOT_PREFIX: &str = "backup-";
 /// Environment variable naming a step at which the unit kills itself (crash tests).

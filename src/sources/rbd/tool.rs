@@ -231,8 +231,17 @@ impl Rbd {
 
     /// `rbd import --no-progress --dest-pool POOL PATH IMAGE` (a new image; no time limit, the
     /// file is local).
-    pub fn import(&self, path: &Path, pool: &str, image: &str) -> anyhow::Result<()> {
+    pub fn import(
+        &self,
+        path: &Path,
+        pool: &str,
+        image: &str,
+        features: &[String],
+    ) -> anyhow::Result<()> {
         let mut cmd = self.command(&["import", "--no-progress", "--dest-pool", pool]);
+        for feature in features {
+            cmd.args(["--image-feature", feature]);
+        }
         cmd.arg(path).arg(image);
         let line = display(&cmd);
         println!("{line}");
