@@ -10,24 +10,26 @@
 //!    fsync, then `pending-snapshot` = N), **apply** the staged diff to the file (only changed
 //!    blocks are written) and fsync it, then **rebase** (`retired-snapshot` = base, `snapshot`
 //!    = N, clear the others, unlink `<file>.pending`). The old base is not removed then but by
-//!    the next run, while that run exports and applies (the **retired** snapshot): its
-//!    `snap rm`, a monitor commit, is off every run's critical path, at the cost of one more
-//!    snapshot per image between runs (it holds the blocks changed in the last interval);
+//!    the next run, while that run creates its snapshot (the **retired** snapshot): a
+//!    snapshot's create and remove each wait for a monitor commit, and one commit carries
+//!    both, at the cost of one more snapshot per image between runs (it holds the blocks
+//!    changed in the last interval);
 //! 3. without one (first run, or the base was lost): a **full fetch** of a new snapshot into the
 //!    file, compared block by block with what the file already holds; `snapshot` is removed
 //!    first and set last, so an interrupted fetch is never taken for a complete backup.
 //!
 //! In the common case (the file records a base and nothing else: no earlier run to recover)
 //! N is recorded first, then `snap ls` (for the stray report and to confirm the base) runs
-//! while N is created; if the base turns out to be gone, N is the snapshot fetched whole.
+//! while N is created and the retired snapshot removed; if the base turns out to be gone, N is
+//! the snapshot fetched whole.
 //! Otherwise `snap ls` comes first, then recovery, then N. So a snapshot is always recorded
 //! before it is created, and the one being created is never reported as a stray.
 //!
 //! Every step is idempotent: a rerun after a crash anywhere converges, including after the
 //! retired snapshot's `snap rm` succeeded and the xattr update did not ("already gone" is
 //! success). `rbd` is only asked to remove snapshots named `backup-*` that this file's xattrs
-//! record. The crash points ([`state::crash_point`]) are, in order: `after-intent`,
-//! `after-snap-create`, then `after-retired-rm` on one side and `after-stage`, `after-pending`,
+//! record. The crash points ([`state::crash_point`]) are, in order: `after-intent`, then
+//! `after-retired-rm` on one side and `after-snap-create`, `after-stage`, `after-pending`,
 //! `after-apply` on the other (the concurrent steps, each killed before the other is done),
 //! `after-retire`, `after-rebase`; or `after-base-lost` and `after-full-fetch`.
 
@@ -158,42 +160,48 @@ impl<'a> ImageUnit<'a> {
     }
 
     /// The common case (module doc, step 2): the new snapshot is recorded, then created while
-    /// the image is listed (for the stray report and to confirm the base). Then an
-    /// incremental update, or, if the base is gone, a full fetch of the new snapshot. Returns
-    /// whether the image was fetched whole.
+    /// the image is listed (for the stray report and to confirm the base) and the retired
+    /// snapshot is removed. Then an incremental update, or, if the base is gone, a full fetch of
+    /// the new snapshot. Returns whether the image was fetched whole.
     fn next_from_settled(&self, base: &str, outcome: &mut Outcome) -> anyhow::Result<bool> {
         let snap = self.record_new_snapshot()?;
-        let (listed, created) = std::thread::scope(|s| {
-            let create = s.spawn(|| self.rbd.snap_create(self.pool, self.image, &snap));
-            let listed = self.list_snapshots();
-            (listed, join(create))
-        });
-        // A listing error says more (a missing image) than the failed create it implies.
-        let snaps = match listed.and_then(|snaps| created.map(|()| snaps)) {
-            Ok(snaps) => snaps,
-            // It may exist anyway (killed by rbd-timeout after the fact): removed if so.
-            Err(err) => return Err(self.undo_snapshot(&snap, err)),
-        };
-        crash_point("after-snap-create");
-        // `snap` may be listed: it is recorded in `creating-snapshot`, so never a stray.
-        self.report_strays(&snaps, outcome)?;
-        // Started after the create: two snapshot changes at once contend for the image's
-        // exclusive lock.
+        // Read before the retired snapshot's xattr may be cleared: it may still be listed.
+        let recorded = self.recorded_snapshots()?;
+        let snap = snap.as_str();
         std::thread::scope(|scope| {
+            // Removed while the new snapshot is created: a snapshot's create and remove each
+            // wait for a monitor commit, and one commit can carry both (Ceph's default propose
+            // interval is 1 s). Done by the rebase at the latest.
             let retiring = scope.spawn(|| {
                 // Crash tests of the overlap: this side waits while the other is killed.
-                for step in ["after-stage", "after-pending", "after-apply"] {
+                for step in [
+                    "after-snap-create",
+                    "after-stage",
+                    "after-pending",
+                    "after-apply",
+                ] {
                     state::hold_for_crash(step);
                 }
                 self.remove_retired()
             });
+            state::hold_for_crash("after-retired-rm");
+            let create = scope.spawn(|| self.rbd.snap_create(self.pool, self.image, snap));
+            let listed = self.list_snapshots();
+            // A listing error says more (a missing image) than the failed create it implies.
+            let snaps = match listed.and_then(|snaps| join(create).map(|()| snaps)) {
+                Ok(snaps) => snaps,
+                // It may exist anyway (killed by rbd-timeout after the fact): removed if so.
+                Err(err) => return Err(self.undo_snapshot(snap, err)),
+            };
+            crash_point("after-snap-create");
+            // `snap` may be listed: it is recorded in `creating-snapshot`, so never a stray.
+            self.report_strays(&snaps, &recorded, outcome);
             if snaps.iter().any(|s| s.name == base) {
-                state::hold_for_crash("after-retired-rm");
-                self.incremental(base, &snap, Some(retiring), outcome)?;
+                self.incremental(base, snap, Some(retiring), outcome)?;
                 Ok(false)
             } else {
                 self.forget_lost_base(base, outcome)?;
-                self.full_fetch(Some(snap), outcome)?;
+                self.full_fetch(Some(snap.to_string()), outcome)?;
                 self.note_retired(join(retiring), outcome);
                 Ok(true)
             }
@@ -234,7 +242,7 @@ impl<'a> ImageUnit<'a> {
     fn recover_then_next(&self, outcome: &mut Outcome) -> anyhow::Result<bool> {
         let snaps = self.list_snapshots()?;
         let has = |name: &str| snaps.iter().any(|s: &SnapInfo| s.name == name);
-        self.report_strays(&snaps, outcome)?;
+        self.report_strays(&snaps, &self.recorded_snapshots()?, outcome);
         self.recover(&has, outcome)?;
         match self.xattrs.get(SNAPSHOT)? {
             Some(base) if has(&base) => {
@@ -278,13 +286,19 @@ impl<'a> ImageUnit<'a> {
         Ok(())
     }
 
-    /// Warns about `backup-*` snapshots on the image that this file does not record (another
-    /// Deltaic's, or leaked by an older version); they are not removed: they may be in use.
-    fn report_strays(&self, snaps: &[SnapInfo], outcome: &mut Outcome) -> anyhow::Result<()> {
-        let mut known = Vec::new();
+    /// The snapshots this file's xattrs record.
+    fn recorded_snapshots(&self) -> anyhow::Result<Vec<String>> {
+        let mut recorded = Vec::new();
         for attr in RECORDED {
-            known.extend(self.xattrs.get(attr)?);
+            recorded.extend(self.xattrs.get(attr)?);
         }
+        Ok(recorded)
+    }
+
+    /// Warns about `backup-*` snapshots on the image that are not `known` (recorded by this
+    /// file: others are another Deltaic's, or leaked by an older version); they are not
+    /// removed: they may be in use.
+    fn report_strays(&self, snaps: &[SnapInfo], known: &[String], outcome: &mut Outcome) {
         let strays: Vec<&str> = snaps
             .iter()
             .map(|s| s.name.as_str())
@@ -301,7 +315,6 @@ impl<'a> ImageUnit<'a> {
                 strays.join(", ")
             ));
         }
-        Ok(())
     }
 
     /// Finishes or undoes what an earlier run left (module doc, step 1).
