@@ -784,13 +784,20 @@ fn a_lost_base_snapshot_or_a_new_image_in_the_config_means_a_full_fetch() {
         ran.stderr
     );
     env.assert_backup_current("vm", &first);
+    // An incremental run: its base is retired, still on the first image.
+    env.drive(&first, &[json!(["write", 0, 4096, 4])]);
+    backup(&env, &["rbd", "vm"]);
+    let retired = xattr(&path, "user.rbd.retired-snapshot").expect("a retired snapshot");
+    assert!(env.snapshots(&first).contains(&retired));
 
-    // The config now names another image: the first one's snapshot goes, the file follows.
+    // The config now names another image: the first one's snapshots (the base, and the
+    // retired one, removed beside the full fetch) go, the file follows.
     let second = env.create_image("base2", 2 * MIB);
     env.drive(&second, &[json!(["write", 4096, 5000, 3])]);
     env.config(&[("vm", &second)], &[], "");
     backup(&env, &["rbd", "vm"]);
     env.assert_backup_current("vm", &second);
+    assert_eq!(xattr(&path, "user.rbd.retired-snapshot"), None);
     assert!(
         env.snapshots(&first).is_empty(),
         "{:?}",
@@ -924,5 +931,26 @@ fn an_unusable_staged_diff_is_given_up_for_a_full_fetch() {
         .unwrap();
     let ran = backup(&env, &["rbd", "vm"]);
     assert!(ran.stderr.contains("truncated"), "{}", ran.stderr);
+    env.assert_backup_current("vm", &image);
+
+    // Killed once the base is retired but before the rebase, then the staged snapshot lost:
+    // the base is given up as the retired snapshot too, so no xattr names a removed snapshot.
+    env.drive(&image, &[json!(["write", 0, OBJECT, 5])]);
+    env.crash_at("after-retire");
+    let base = xattr(&path, "user.rbd.snapshot").unwrap();
+    assert_eq!(
+        xattr(&path, "user.rbd.retired-snapshot"),
+        Some(base.clone())
+    );
+    let staged = xattr(&path, "user.rbd.pending-snapshot").unwrap();
+    env.remove_snapshot(&image, &staged);
+    let ran = backup(&env, &["rbd", "vm"]);
+    assert!(
+        ran.stderr.contains("dropping the staged diff"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!env.snapshots(&image).contains(&base));
+    assert_eq!(xattr(&path, "user.rbd.retired-snapshot"), None);
     env.assert_backup_current("vm", &image);
 }

@@ -3,8 +3,9 @@
 //!
 //! An image unit's steps, each durable (fsync) before the next, with [`state`]'s xattrs:
 //!
-//! 1. **recover** what a crashed or failed run left: a staged diff (`pending-snapshot`) is
-//!    applied and rebased; a snapshot recorded only as `creating-snapshot` is removed;
+//! 1. **recover** what a crashed or failed run left: the retired snapshot (below) is removed;
+//!    a staged diff (`pending-snapshot`) is applied and rebased; a snapshot recorded only as
+//!    `creating-snapshot` is removed;
 //! 2. with a base snapshot on the image: **stage** (record `creating-snapshot` N, `snap create`
 //!    N, `export-diff --from-snap base` piped through the strict parser into `<file>.pending`,
 //!    fsync, then `pending-snapshot` = N), **apply** the staged diff to the file (only changed
@@ -378,6 +379,11 @@ impl<'a> ImageUnit<'a> {
         if let Some(base) = self.xattrs.get(SNAPSHOT)? {
             if base != pending {
                 remove_snapshot(self.rbd, self.pool, Some(self.image), &base)?;
+            }
+            // Killed between retiring the base and the rebase: it is the retired one too, and
+            // gone now, so nothing is left for the next run to remove.
+            if self.xattrs.get(RETIRED)?.as_deref() == Some(base.as_str()) {
+                self.xattrs.remove(RETIRED)?;
             }
             self.xattrs.remove(SNAPSHOT)?;
         }

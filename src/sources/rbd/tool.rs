@@ -229,8 +229,8 @@ impl Rbd {
         self.spawn(&args, Limit::Idle)
     }
 
-    /// `rbd import --no-progress --dest-pool POOL PATH IMAGE` (a new image; no time limit, the
-    /// file is local).
+    /// `rbd import --no-progress --dest-pool POOL [--image-feature F]... PATH IMAGE` (a new
+    /// image, with only `features` when any are given; no time limit, the file is local).
     pub fn import(
         &self,
         path: &Path,
