@@ -356,7 +356,7 @@ pub fn show(key: &[u8]) -> String {
 
 /// Why a listed key that is not UTF-8 is skipped, and what to do about it.
 pub const NOT_UTF8: &str = "the key is not UTF-8, and an S3 request can only name a UTF-8 \
-     key: it is not backed up; rename the object to a UTF-8 key with another S3 tool";
+     key: it is not backed up; ask its owner to store it under a UTF-8 key";
 
 /// What one request of a key found: the object, or nothing any more (404 after the listing).
 enum Found<T> {
