@@ -236,10 +236,9 @@ pub async fn backup_bucket(
                 }
             };
             let Ok(key) = String::from_utf8(listed.key.clone()) else {
-                summary.errors.push(format!(
-                    "{}: the key is not UTF-8 and cannot be requested",
-                    show(&listed.key)
-                ));
+                summary
+                    .errors
+                    .push(format!("{}: {NOT_UTF8}", show(&listed.key)));
                 continue;
             };
             let files = Files::of(dir, &paths);
@@ -354,6 +353,10 @@ fn record(
 pub fn show(key: &[u8]) -> String {
     String::from_utf8_lossy(key).escape_debug().to_string()
 }
+
+/// Why a listed key that is not UTF-8 is skipped, and what to do about it.
+pub const NOT_UTF8: &str = "the key is not UTF-8, and an S3 request can only name a UTF-8 \
+     key: it is not backed up; ask its owner to store it under a UTF-8 key";
 
 /// What one request of a key found: the object, or nothing any more (404 after the listing).
 enum Found<T> {

@@ -320,7 +320,7 @@ async fn upload(
     files: &Files,
     part_size: u64,
 ) -> anyhow::Result<()> {
-    let key = std::str::from_utf8(key).map_err(|_| anyhow!("the key is not UTF-8"))?;
+    let key = utf8_key(key)?;
     let data = &files.data;
     let meta = match std::fs::read(&files.meta) {
         Ok(bytes) => meta::parse(&bytes).context("reading its metadata file")?,
@@ -370,7 +370,7 @@ async fn replay_history(
 ) -> anyhow::Result<()> {
     for entry in entries.iter().filter(|e| !e.current) {
         if entry.delete_marker {
-            let name = std::str::from_utf8(key).map_err(|_| anyhow!("the key is not UTF-8"))?;
+            let name = utf8_key(key)?;
             let s3 = clients.for_owner(bucket_owner).await?;
             s3.delete_object()
                 .bucket(dest)
@@ -466,6 +466,17 @@ async fn upload_multipart(
             .await;
     }
     result
+}
+
+/// The key as S3 requests name it. A key that is not UTF-8 (saved by another tool) cannot be
+/// restored through S3: its files stay in the backup, to be uploaded by hand under a new name.
+fn utf8_key(key: &[u8]) -> anyhow::Result<&str> {
+    std::str::from_utf8(key).map_err(|_| {
+        anyhow!(
+            "the key is not UTF-8, and an S3 request can only name a UTF-8 key: upload its \
+             saved files by hand under a UTF-8 name"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! Versions never change, so a version whose files are complete is never fetched again; the
 //! tree is collected against the complete version listing like the main one.
 
-use super::backup::{Ctx, Files, Job, Pool, Summary, record_outcome, show};
+use super::backup::{Ctx, Files, Job, NOT_UTF8, Pool, Summary, record_outcome, show};
 use super::client;
 use super::gc;
 use super::listing::{Local, Plan, Scrub, decode_key};
@@ -219,9 +219,7 @@ pub(super) async fn backup(
             }
         };
         let Ok(name) = String::from_utf8(key.clone()) else {
-            summary
-                .errors
-                .push(format!("{}: the key is not UTF-8", show(&key)));
+            summary.errors.push(format!("{}: {NOT_UTF8}", show(&key)));
             continue;
         };
         let kdir = ctx.dir.join(&rel);
