@@ -124,6 +124,7 @@ pub fn build(
                 .read_timeout(Duration::from_secs(300))
                 .build(),
         )
+        .retry_classifier(super::tls::NoRetryOnCertificate)
         .interceptor(counter.clone())
         .build();
     Ok(Client::from_conf(config))

@@ -5,12 +5,15 @@
 //! block it is given to parse). The client is the SDK's own rustls (aws-lc) client with the
 //! file's certificates added to the system roots; like the plain-http client, it does not use
 //! proxies from the environment. A failed handshake is worded by [`hint`], which points at the
-//! setting.
+//! setting, and a refused certificate is not retried ([`NoRetryOnCertificate`]): it would fail
+//! the same way after seconds of back-off.
 
 use super::config::CaFile;
 use anyhow::{Context, anyhow, bail};
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::{CertificateError, Error as TlsError};
@@ -89,6 +92,35 @@ pub fn hint(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
         handshake |= e.to_string() == "TLS handshake failed";
     }
     handshake.then_some(TLS_FAILED)
+}
+
+/// Forbids retrying a request whose TLS handshake failed on radosgw's certificate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRetryOnCertificate;
+
+impl ClassifyRetry for NoRetryOnCertificate {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let refused = match ctx.output_or_error() {
+            Some(Err(e)) => e.as_connector_error().is_some_and(|e| {
+                causes(e).any(|c| {
+                    matches!(
+                        c.downcast_ref::<TlsError>(),
+                        Some(TlsError::InvalidCertificate(_))
+                    )
+                })
+            }),
+            _ => false,
+        };
+        if refused {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "DeltaicNoRetryOnCertificate"
+    }
 }
 
 /// `err` and its causes, looking inside `io::Error`s (whose `source` skips the error they wrap,
