@@ -1027,8 +1027,13 @@ fn an_https_endpoint_with_a_private_ca_needs_rgw_ca_file() {
     );
     assert_eq!(contents(&dir), before);
 
-    // With the CA again (the config file was rewritten), the change arrives.
-    env.config_at(&tls.endpoint, &with_ca, &[&bucket])
-        .expect(["rgw", "backup", &bucket], 0);
+    // With the CA again (the config file was rewritten), the change arrives, and a restore
+    // goes over HTTPS too.
+    let deltaic = env.config_at(&tls.endpoint, &with_ca, &[&bucket]);
+    deltaic.expect(["rgw", "backup", &bucket], 0);
     assert_eq!(fs::read(dir.join("b_k")).unwrap(), b"changed");
+    let dest = unique_name("rgwtlsdst");
+    deltaic.expect(["rgw", "restore", &bucket, &dest], 0);
+    assert_eq!(env.object_state(&s3, &dest, "b").data, b"changed");
+    assert_eq!(env.object_state(&s3, &dest, "docs/a.txt").data, b"first");
 }
