@@ -187,6 +187,10 @@ pub struct Settings {
     /// Use HTTPS when `rgw-server` is not a URL (default false).
     #[serde(default)]
     pub rgw_secure: bool,
+    /// PEM file of CA certificates trusted for HTTPS rgw endpoints in addition to the system's
+    /// roots (a private Ceph CA); read when a bucket's client is built.
+    #[serde(default, deserialize_with = "optional_normalized_path")]
+    pub rgw_ca_file: Option<PathBuf>,
     /// Objects fetched or uploaded at once per bucket (default 4); a fetch sends its data and
     /// ACL requests together.
     #[serde(default = "default_rgw_threads")]

@@ -113,6 +113,11 @@ impl Env {
     /// Writes the config (radosgw-admin credentials unless `extra` says otherwise).
     fn config(&self, extra: &str, buckets: &[&str]) -> Deltaic {
         let server = self.ceph.rgw_endpoint.trim_start_matches("http://");
+        self.config_at(server, extra, buckets)
+    }
+
+    /// [`Env::config`] with `rgw-server: server`.
+    fn config_at(&self, server: &str, extra: &str, buckets: &[&str]) -> Deltaic {
         let mut text = format!(
             "settings:\n  root: {}\n  snapshot-backend: dir\n  snapshot-dir: {}\n  \
              rgw-server: {server}\n  rgw-scrub-probability: 0\n  rgw-multipart-threshold: 5242880\n{extra}rgw:\n",
@@ -943,4 +948,92 @@ fn a_restore_goes_on_past_a_failed_object_and_lists_it() {
         ran.stderr
     );
     assert_eq!(env.keys(&s3, &dest), ["a", "c"], "the others are restored");
+}
+
+/// Every file under `dir` (relative) with its content.
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    files(dir)
+        .into_iter()
+        .map(|f| {
+            let data = fs::read(dir.join(&f)).unwrap();
+            (f, data)
+        })
+        .collect()
+}
+
+#[test]
+fn an_https_endpoint_with_a_private_ca_needs_rgw_ca_file() {
+    let Some(env) = Env::new() else { return };
+    let Some(tls) = env.ceph.rgw_tls() else {
+        return;
+    };
+    let (_alice, s3, bucket) = env.alice_bucket("rgwtls");
+    env.put(&s3, &bucket, "docs/a.txt", b"first");
+    env.put(&s3, &bucket, "b", b"second");
+    let with_ca = format!("  rgw-ca-file: {}\n", tls.ca.display());
+    let deltaic = env.config_at(&tls.endpoint, &with_ca, &[&bucket]);
+    deltaic.expect(["rgw", "backup", &bucket], 0);
+    let dir = env.bucket_dir(&bucket);
+    assert_eq!(fs::read(dir.join("docs_d/a.txt_k")).unwrap(), b"first");
+    assert_eq!(fs::read(dir.join("b_k")).unwrap(), b"second");
+    let backed_up: BTreeSet<PathBuf> = files(&dir)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with("_k"))
+        .collect();
+    let expected: BTreeSet<PathBuf> = ["docs_d/a.txt_k", "b_k"].map(PathBuf::from).into();
+    assert_eq!(backed_up, expected, "the backup holds the bucket's objects");
+    let before = contents(&dir);
+
+    // Without the CA file the handshake fails, the error says why and what to do, and the
+    // backup is left as it was.
+    env.put(&s3, &bucket, "b", b"changed");
+    let ran = env
+        .config_at(&tls.endpoint, "", &[&bucket])
+        .expect(["rgw", "backup", &bucket], 1);
+    assert!(
+        ran.stderr.contains("UnknownIssuer") || ran.stderr.contains("unknown issuer"),
+        "the cause is shown: {}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("does not trust") && ran.stderr.contains("rgw-ca-file"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !ran.stderr.contains("check the bucket name"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(requests(&ran), 1, "a refused certificate is not retried");
+    assert_eq!(contents(&dir), before, "a failed handshake changes nothing");
+
+    // A CA file that is no PEM certificate is refused before any request.
+    let junk = env.dir.path().join("junk.pem");
+    fs::write(&junk, "not a certificate\n").unwrap();
+    let ran = env
+        .config_at(
+            &tls.endpoint,
+            &format!("  rgw-ca-file: {}\n", junk.display()),
+            &[&bucket],
+        )
+        .expect(["rgw", "backup", &bucket], 1);
+    assert!(
+        ran.stderr.contains("`settings.rgw-ca-file`")
+            && ran.stderr.contains(&junk.display().to_string())
+            && ran.stderr.contains("holds no PEM certificate"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(contents(&dir), before);
+
+    // With the CA again (the config file was rewritten), the change arrives, and a restore
+    // goes over HTTPS too.
+    let deltaic = env.config_at(&tls.endpoint, &with_ca, &[&bucket]);
+    deltaic.expect(["rgw", "backup", &bucket], 0);
+    assert_eq!(fs::read(dir.join("b_k")).unwrap(), b"changed");
+    let dest = unique_name("rgwtlsdst");
+    deltaic.expect(["rgw", "restore", &bucket, &dest], 0);
+    assert_eq!(env.object_state(&s3, &dest, "b").data, b"changed");
+    assert_eq!(env.object_state(&s3, &dest, "docs/a.txt").data, b"first");
 }

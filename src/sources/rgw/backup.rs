@@ -197,9 +197,14 @@ pub async fn backup_bucket(
         .send()
         .await
         .map_err(|e| {
+            // The advice is about the server's answer; a transport failure says its own.
+            let advice = if client::error_status(&e).is_some() {
+                " (check the bucket name and that the credentials may read it)"
+            } else {
+                ""
+            };
             anyhow!(
-                "bucket {bucket} is not accessible: {} (check the bucket name and that the \
-                 credentials may read it)",
+                "bucket {bucket} is not accessible: {}{advice}",
                 client::describe(&e)
             )
         })?;

@@ -7,6 +7,7 @@
 //! the benchmark), and [`RawBody`] keeps the raw XML body of a `GET ?acl` or `GET ?cors`, which
 //! the layout stores byte for byte (§2.4).
 
+use super::config::Target;
 use crate::config::Secret;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::interceptors::{
@@ -86,23 +87,28 @@ impl Intercept for RawBody {
     }
 }
 
-/// An S3 client for `endpoint` signing as `access_key`, counting its requests in `counter`.
+/// An S3 client for `target`'s endpoint signing as `access_key`, counting its requests in
+/// `counter`. Plain http goes through [`super::transport::QuickAckClient`]; https through the
+/// SDK's default client, or with `target.ca_file`, one that also trusts that file's CAs.
+///
+/// Errors: the CA file is unreadable or holds no usable certificate (see [`super::tls`]).
 pub fn build(
-    endpoint: &str,
-    region: &str,
+    target: &Target,
     access_key: &str,
     secret_key: &Secret,
     counter: &RequestCounter,
-) -> Client {
+) -> anyhow::Result<Client> {
     let credentials = Credentials::new(access_key, secret_key.expose(), None, None, "deltaic");
     let mut config = aws_sdk_s3::Config::builder();
-    if endpoint.starts_with("http://") {
+    if target.endpoint.starts_with("http://") {
         config = config.http_client(super::transport::QuickAckClient);
+    } else if let Some(ca) = &target.ca_file {
+        config = config.http_client(super::tls::https_client(ca)?);
     }
     let config = config
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .endpoint_url(endpoint)
+        .region(Region::new(target.region.clone()))
+        .endpoint_url(&target.endpoint)
         .credentials_provider(credentials)
         .force_path_style(true)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -118,9 +124,10 @@ pub fn build(
                 .read_timeout(Duration::from_secs(300))
                 .build(),
         )
+        .retry_classifier(super::tls::NoRetryOnCertificate)
         .interceptor(counter.clone())
         .build();
-    Client::from_conf(config)
+    Ok(Client::from_conf(config))
 }
 
 /// The tokio runtime of one rgw command: enough threads for file writes to overlap requests.
@@ -132,7 +139,7 @@ pub fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// A one-line description of an SDK error: the S3 error code and message when the server sent
-/// one, else the transport failure (with its causes).
+/// one, else the transport failure (with its causes, and what to do about a TLS failure).
 pub fn describe<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
@@ -151,9 +158,13 @@ where
         other => {
             let mut text = other.to_string();
             let mut source = std::error::Error::source(other);
+            let hint = source.and_then(super::tls::hint);
             while let Some(cause) = source {
                 text.push_str(&format!(": {cause}"));
                 source = cause.source();
+            }
+            if let Some(hint) = hint {
+                text.push_str(&format!("; {hint}"));
             }
             text
         }

@@ -1,8 +1,8 @@
 //! The `rgw:` manifest and where each bucket is reached (github-rgw-rbd.md §2.1, §2.10, D7).
 //!
 //! An entry is a plain bucket name, as in the original, or a mapping
-//! `{bucket: NAME, server: URL, region: R, access-key: K, secret-key: S}` whose fields fall back
-//! to the global `rgw-*` settings. Credentials are fixed (an access and a secret key, per bucket
+//! `{bucket: NAME, server: URL, ca-file: PEM, region: R, access-key: K, secret-key: S}` whose
+//! fields fall back to the global `rgw-*` settings. Credentials are fixed (an access and a secret key, per bucket
 //! or global) or, when neither is configured, the bucket owner's, looked up with `radosgw-admin`.
 
 use crate::config::{Config, ConfigError, Secret};
@@ -11,6 +11,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::PathBuf;
 
 /// One bucket of the `rgw:` list.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -21,6 +22,10 @@ pub struct RgwBucket {
     /// Endpoint for this bucket (`host`, `host:port` or a URL); default `rgw-server`.
     #[serde(default)]
     pub server: Option<String>,
+    /// PEM file of CA certificates trusted for this bucket's HTTPS endpoint; default
+    /// `rgw-ca-file`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Signing region; default `rgw-region`.
     #[serde(default)]
     pub region: Option<String>,
@@ -41,6 +46,7 @@ impl RgwBucket {
         RgwBucket {
             bucket: bucket.to_string(),
             server: None,
+            ca_file: None,
             region: None,
             access_key: None,
             secret_key: None,
@@ -87,12 +93,23 @@ pub struct Target {
     pub bucket: String,
     /// The endpoint URL (`http://host:port`).
     pub endpoint: String,
+    /// Extra CA certificates trusted for an `https://` endpoint (never set for `http://`).
+    pub ca_file: Option<CaFile>,
     /// Signing region.
     pub region: String,
     /// How credentials are obtained.
     pub credentials: CredentialSource,
     /// Whether versions and delete markers are backed up.
     pub versions: bool,
+}
+
+/// A PEM file of CA certificates and the key that named it (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// The file.
+    pub path: PathBuf,
+    /// `settings.rgw-ca-file` or `rgw.<bucket>.ca-file`.
+    pub key: String,
 }
 
 /// Fixed credentials, or the `radosgw-admin` lookup of the bucket owner's (D7).
@@ -152,6 +169,28 @@ fn resolve(config: &Config, entry: &RgwBucket) -> Result<Target, String> {
          or `server:` in the bucket's entry",
     )?;
     let endpoint = endpoint_url(server, s.rgw_secure).map_err(|m| format!("server {m}"))?;
+    let https = endpoint.starts_with("https://");
+    if let Some(path) = entry.ca_file.as_ref().filter(|p| !p.is_absolute()) {
+        return Err(format!("`ca-file` {}", not_absolute(path)));
+    }
+    let ca_file = match (&entry.ca_file, &s.rgw_ca_file) {
+        (Some(_), _) if !https => {
+            return Err(format!(
+                "`ca-file` is set but the endpoint {endpoint} is plain http, so no certificate \
+                 is checked: use an https:// `server` (or `rgw-secure: true`), or remove `ca-file`"
+            ));
+        }
+        (Some(path), _) => Some(CaFile {
+            path: path.clone(),
+            key: format!("rgw.{}.ca-file", entry.bucket),
+        }),
+        // The global file serves the https endpoints only; `validate` checks it serves one.
+        (None, Some(path)) if https => Some(CaFile {
+            path: path.clone(),
+            key: "settings.rgw-ca-file".into(),
+        }),
+        (None, _) => None,
+    };
     let (access, secret) = if entry.access_key.is_some() || entry.secret_key.is_some() {
         (entry.access_key.clone(), entry.secret_key.clone())
     } else {
@@ -174,6 +213,7 @@ fn resolve(config: &Config, entry: &RgwBucket) -> Result<Target, String> {
     Ok(Target {
         bucket: entry.bucket.clone(),
         endpoint,
+        ca_file,
         region: entry.region.clone().unwrap_or_else(|| s.rgw_region.clone()),
         credentials,
         versions: entry.versions.unwrap_or(s.rgw_versions),
@@ -196,7 +236,49 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
         }
         resolve(config, entry).map_err(|m| config.invalid(None, key, m))?;
     }
-    Ok(())
+    validate_global_ca_file(config)
+}
+
+fn not_absolute(path: &std::path::Path) -> String {
+    format!(
+        "`{}` must be an absolute path (units run from cron, in any directory)",
+        path.display()
+    )
+}
+
+/// `rgw-ca-file` must serve at least one https endpoint: the global server's, or a bucket's
+/// that has no `ca-file` of its own. Otherwise it is ignored, which hides a typo such as a
+/// forgotten `rgw-secure: true`.
+fn validate_global_ca_file(config: &Config) -> Result<(), ConfigError> {
+    let s = &config.settings;
+    let Some(path) = &s.rgw_ca_file else {
+        return Ok(());
+    };
+    if !path.is_absolute() {
+        return Err(config.invalid(None, "settings.rgw-ca-file", not_absolute(path)));
+    }
+    let is_https =
+        |server: &str| endpoint_url(server, s.rgw_secure).is_ok_and(|u| u.starts_with("https://"));
+    let global = s.rgw_server.as_deref().is_some_and(is_https);
+    let entry = config.rgw.0.iter().any(|e| {
+        e.ca_file.is_none()
+            && e.server
+                .as_deref()
+                .or(s.rgw_server.as_deref())
+                .is_some_and(is_https)
+    });
+    if global || entry {
+        return Ok(());
+    }
+    Err(config.invalid(
+        None,
+        "settings.rgw-ca-file",
+        format!(
+            "`{}` is set but no rgw endpoint uses https, so it would be ignored: set \
+             `rgw-secure: true` (or an https:// `rgw-server`), or remove `rgw-ca-file`",
+            path.display()
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -251,6 +333,58 @@ mod tests {
                 "colour",
             ),
             ("  rgw-server: ftp://h\nrgw:\n  - a\n", "neither"),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn ca_files_apply_to_https_endpoints_only() {
+        let c = load(
+            "  rgw-server: rgw.example.org\n  rgw-secure: true\n  rgw-ca-file: /etc/ceph/ca.pem\nrgw:\n  - photos\n  - bucket: ext\n    server: https://s3.example.com\n    ca-file: /etc/ext-ca.pem\n  - bucket: lab\n    server: http://127.0.0.1:7480\n",
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let ca = |bucket| target(&c, bucket).unwrap().ca_file;
+        let photos = ca("photos").unwrap();
+        assert_eq!(photos.path, Path::new("/etc/ceph/ca.pem"));
+        assert_eq!(photos.key, "settings.rgw-ca-file");
+        let ext = ca("ext").unwrap();
+        assert_eq!(ext.path, Path::new("/etc/ext-ca.pem"));
+        assert_eq!(ext.key, "rgw.ext.ca-file");
+        assert_eq!(ca("lab"), None, "a plain-http bucket checks no certificate");
+        // The global file also serves a bucket with an https server when rgw-secure is false.
+        let c = load(
+            "  rgw-server: h\n  rgw-ca-file: /ca.pem\nrgw:\n  - bucket: b\n    server: https://h\n",
+        )
+        .unwrap();
+        assert_eq!(
+            target(&c, "b").unwrap().ca_file.unwrap().key,
+            "settings.rgw-ca-file"
+        );
+    }
+
+    #[test]
+    fn useless_or_relative_ca_files_are_rejected() {
+        for (text, needle) in [
+            (
+                "  rgw-server: h\n  rgw-ca-file: /ca.pem\nrgw:\n  - a\n",
+                "`settings.rgw-ca-file`: `/ca.pem` is set but no rgw endpoint uses https",
+            ),
+            ("  rgw-ca-file: /ca.pem\n", "no rgw endpoint uses https"),
+            (
+                "  rgw-server: h\nrgw:\n  - bucket: a\n    ca-file: /ca.pem\n",
+                "`rgw.a`: `ca-file` is set but the endpoint http://h is plain http",
+            ),
+            (
+                "  rgw-server: h\n  rgw-secure: true\n  rgw-ca-file: ca.pem\n",
+                "`settings.rgw-ca-file`: `ca.pem` must be an absolute path",
+            ),
+            (
+                "  rgw-server: https://h\nrgw:\n  - bucket: a\n    ca-file: ca.pem\n",
+                "`ca-file` `ca.pem` must be an absolute path",
+            ),
         ] {
             let err = load(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");

@@ -7,13 +7,14 @@ mod config;
 pub mod paths;
 
 pub(crate) use config::validate;
-pub use config::{CredentialSource, RgwBucket, RgwBuckets, Target, target};
+pub use config::{CaFile, CredentialSource, RgwBucket, RgwBuckets, Target, target};
 pub mod backup;
 pub mod command;
 mod gc;
 pub mod listing;
 pub mod meta;
 pub mod restore;
+pub mod tls;
 pub mod transport;
 pub mod versions;
 pub mod xml;
@@ -45,13 +46,7 @@ pub async fn bucket_client(
             .await??
         }
     };
-    Ok(client::build(
-        &target.endpoint,
-        &target.region,
-        &keys.access_key,
-        &keys.secret_key,
-        counter,
-    ))
+    client::build(target, &keys.access_key, &keys.secret_key, counter)
 }
 
 /// The rgw source (planning side).

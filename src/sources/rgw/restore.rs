@@ -70,12 +70,11 @@ impl Clients {
         let (admin, uid) = (admin_path.clone(), owner.to_string());
         let keys = tokio::task::spawn_blocking(move || admin::user_keys(&admin, &uid)).await??;
         let client = client::build(
-            &self.target.endpoint,
-            &self.target.region,
+            &self.target,
             &keys.access_key,
             &keys.secret_key,
             &self.counter,
-        );
+        )?;
         cache.insert(owner.to_string(), client.clone());
         Ok(client)
     }
@@ -102,13 +101,7 @@ pub fn run(config: &Config, source: &str, dest: &str, force: bool) -> anyhow::Re
             CredentialSource::Fixed {
                 access_key,
                 secret_key,
-            } => Some(client::build(
-                &target.endpoint,
-                &target.region,
-                access_key,
-                secret_key,
-                &counter,
-            )),
+            } => Some(client::build(&target, access_key, secret_key, &counter)?),
             CredentialSource::Admin { .. } => None,
         },
         target,

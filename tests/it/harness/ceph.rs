@@ -1,5 +1,6 @@
 //! The single-node Ceph the rbd and rgw tests share (started by `.ci/ceph start`, see
-//! test-infra.md §3), found through `DELTAIC_TEST_CEPH_CONF` and `DELTAIC_TEST_RGW_ENDPOINT`.
+//! test-infra.md §3), found through `DELTAIC_TEST_CEPH_CONF` and `DELTAIC_TEST_RGW_ENDPOINT`
+//! (and, for HTTPS, `DELTAIC_TEST_RGW_TLS_ENDPOINT` and `DELTAIC_TEST_RGW_CA`).
 //!
 //! Tests share one cluster, so each one works on names of its own ([`unique_name`]) and removes
 //! what it created. Every command runs under `timeout`, because a Ceph client waiting for a
@@ -13,6 +14,20 @@ use std::process::{Command, Output};
 pub const CONF_ENV: &str = "DELTAIC_TEST_CEPH_CONF";
 /// Environment variable naming the test radosgw's S3 endpoint (`http://127.0.0.1:PORT`).
 pub const RGW_ENV: &str = "DELTAIC_TEST_RGW_ENDPOINT";
+
+/// Environment variable naming radosgw's HTTPS endpoint (`https://127.0.0.1:PORT`).
+pub const RGW_TLS_ENV: &str = "DELTAIC_TEST_RGW_TLS_ENDPOINT";
+/// Environment variable naming the PEM file of the CA that signed radosgw's certificate.
+pub const RGW_CA_ENV: &str = "DELTAIC_TEST_RGW_CA";
+
+/// radosgw's HTTPS endpoint, whose certificate a throwaway CA signed.
+#[derive(Debug, Clone)]
+pub struct RgwTls {
+    /// `https://127.0.0.1:PORT` (the certificate names 127.0.0.1 and localhost).
+    pub endpoint: String,
+    /// The CA's PEM file.
+    pub ca: PathBuf,
+}
 
 /// Seconds a single Ceph command may take before the test fails.
 const COMMAND_TIMEOUT: &str = "60";
@@ -47,6 +62,27 @@ impl Ceph {
         Some(Ceph {
             conf: conf.unwrap(),
             rgw_endpoint,
+        })
+    }
+
+    /// radosgw's HTTPS endpoint, or `None` after a loud skip (a panic under
+    /// `DELTAIC_TEST_REQUIRE_ALL=1`): a cluster started by an older `.ci/ceph` has none.
+    pub fn rgw_tls(&self) -> Option<RgwTls> {
+        let endpoint = std::env::var(RGW_TLS_ENV)
+            .ok()
+            .filter(|e| e.starts_with("https://"));
+        let ca = std::env::var_os(RGW_CA_ENV).map(PathBuf::from);
+        let available = endpoint.is_some() && ca.as_ref().is_some_and(|c| c.is_file());
+        let what = format!(
+            "radosgw over HTTPS ({RGW_TLS_ENV} or {RGW_CA_ENV} unset, or the CA file missing; \
+             restart the cluster with this version of .ci/ceph and eval `.ci/ceph env DIR`)"
+        );
+        if !require::service(&what, available) {
+            return None;
+        }
+        Some(RgwTls {
+            endpoint: endpoint.unwrap(),
+            ca: ca.unwrap(),
         })
     }
 
