@@ -810,6 +810,17 @@ fn a_lost_base_snapshot_or_a_new_image_in_the_config_means_a_full_fetch() {
         "{}",
         ls.stdout
     );
+    let ls = env.deltaic().expect(["rbd", "ls", "--json"], 0);
+    let units: Value = serde_json::from_str(&ls.stdout).unwrap();
+    let vm = &units.as_array().unwrap()[0];
+    assert_eq!(vm["unit"], "rbd/rbd/images/vm");
+    assert_eq!(vm["rbd"], json!(second));
+    assert_eq!(vm["state"], "complete");
+    assert_eq!(vm["snapshot"], json!(xattr(&path, "user.rbd.snapshot")));
+    assert_eq!(vm["pending_snapshot"], Value::Null);
+    let file = fs::metadata(&path).unwrap();
+    assert_eq!(vm["size"], json!(file.len()));
+    assert!(vm["allocated"].as_u64().unwrap() < file.len(), "sparse: {vm}");
 
     // A backup-* snapshot the file does not record is reported, and left alone.
     let foreign = format!("{POOL}/{second}@backup-foreign");

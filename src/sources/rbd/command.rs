@@ -63,8 +63,14 @@ Examples:
         name: String,
     },
     /// List the configured RBD units and the state of their backups
-    #[command(after_help = "Examples:\n  deltaic rbd ls\n  deltaic rbd ls rbd")]
+    #[command(
+        after_help = "Examples:\n  deltaic rbd ls\n  deltaic rbd ls rbd\n  deltaic rbd ls --json | jq -r '.[] | select(.state != \"complete\") | .unit'"
+    )]
     Ls {
+        /// Print JSON: one object per unit (unit, pool, kind, name, rbd, state, snapshots
+        /// recorded, sizes)
+        #[arg(long)]
+        json: bool,
         /// Only this pool
         pool: Option<String>,
     },
@@ -132,7 +138,7 @@ pub fn execute(config: &Config, cmd: RbdCommand) -> anyhow::Result<ExitCode> {
             let path = unit_path(root, &pool, Kind::Image, &name);
             backup::drop_image(&rbd, &path, &pool, image)?;
         }
-        RbdCommand::Ls { pool } => ls(config, pool.as_deref())?,
+        RbdCommand::Ls { json, pool } => ls(config, pool.as_deref(), json)?,
         RbdCommand::ApplyDiff { full, diff, target } => apply_diff(&diff, &target, full)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -152,13 +158,42 @@ fn report(outcome: &Outcome, scrub: bool) {
     }
 }
 
-/// One line per configured unit: its path, RBD name and backup state.
-fn ls(config: &Config, only: Option<&str>) -> anyhow::Result<()> {
+/// The backup state of one configured unit, as `rbd ls` shows it.
+#[derive(Debug, serde::Serialize)]
+struct UnitState {
+    /// The unit root, `rbd/POOL/images|snapshots/NAME`.
+    unit: String,
+    pool: String,
+    /// `image` or `snapshot`.
+    kind: &'static str,
+    /// The friendly name in the config.
+    name: String,
+    /// The RBD image (or snapshot spec) it backs up.
+    rbd: String,
+    /// `never` (no file), `complete`, `staged` (a diff not yet applied) or `incomplete` (an
+    /// interrupted full fetch).
+    state: &'static str,
+    /// `user.rbd.snapshot`: the snapshot the file equals.
+    snapshot: Option<String>,
+    /// `user.rbd.pending-snapshot`: the snapshot of the staged diff.
+    pending_snapshot: Option<String>,
+    /// `user.rbd.retired-snapshot`: the previous base, removed by the next run.
+    retired_snapshot: Option<String>,
+    /// The image size (the file's length).
+    size: Option<u64>,
+    /// The bytes the sparse file occupies on disk.
+    allocated: Option<u64>,
+}
+
+/// One line (or, with `json`, one object) per configured unit: its path, RBD name and backup
+/// state.
+fn ls(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<()> {
     if let Some(pool) = only
         && !config.rbd.contains_key(pool)
     {
         anyhow::bail!("pool `{pool}` is not configured under `rbd:`");
     }
+    let mut units = Vec::new();
     for (pool, entries) in &config.rbd {
         if only.is_some_and(|o| o != pool) {
             continue;
@@ -170,18 +205,51 @@ fn ls(config: &Config, only: Option<&str>) -> anyhow::Result<()> {
             for (friendly, name) in map {
                 let path = unit_path(config.root(), pool, kind, friendly);
                 let x = Xattrs::new(&path);
-                let state = match (x.get(state::SNAPSHOT)?, x.get(state::PENDING)?) {
-                    _ if !path.exists() => "never backed up".to_string(),
-                    (_, Some(p)) => format!("staged diff to {p} not yet applied"),
-                    (Some(s), None) => {
-                        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                        format!("{s}, {}", crate::util::humanize::size(size))
-                    }
-                    (None, None) => "incomplete (interrupted fetch)".to_string(),
+                let metadata = std::fs::metadata(&path).ok();
+                let (snapshot, pending) = (x.get(state::SNAPSHOT)?, x.get(state::PENDING)?);
+                let state = match (&metadata, &snapshot, &pending) {
+                    (None, _, _) => "never",
+                    (_, _, Some(_)) => "staged",
+                    (_, Some(_), None) => "complete",
+                    (_, None, None) => "incomplete",
                 };
-                println!("rbd/{pool}/{}/{friendly}\t{name}\t{state}", kind.dir());
+                units.push(UnitState {
+                    unit: format!("rbd/{pool}/{}/{friendly}", kind.dir()),
+                    pool: pool.clone(),
+                    kind: match kind {
+                        Kind::Image => "image",
+                        Kind::Snapshot => "snapshot",
+                    },
+                    name: friendly.clone(),
+                    rbd: name.clone(),
+                    state,
+                    snapshot,
+                    pending_snapshot: pending,
+                    retired_snapshot: x.get(state::RETIRED)?,
+                    size: metadata.as_ref().map(|m| m.len()),
+                    allocated: metadata.as_ref().map(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        m.blocks() * 512
+                    }),
+                });
             }
         }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&units)?);
+        return Ok(());
+    }
+    for u in &units {
+        let state = match (u.state, &u.snapshot, &u.pending_snapshot) {
+            ("never", _, _) => "never backed up".to_string(),
+            (_, _, Some(p)) => format!("staged diff to {p} not yet applied"),
+            (_, Some(s), None) => {
+                let size = crate::util::humanize::size(u.size.unwrap_or(0));
+                format!("{s}, {size}")
+            }
+            _ => "incomplete (interrupted fetch)".to_string(),
+        };
+        println!("{}\t{}\t{state}", u.unit, u.rbd);
     }
     Ok(())
 }
