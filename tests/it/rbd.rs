@@ -820,7 +820,10 @@ fn a_lost_base_snapshot_or_a_new_image_in_the_config_means_a_full_fetch() {
     assert_eq!(vm["pending_snapshot"], Value::Null);
     let file = fs::metadata(&path).unwrap();
     assert_eq!(vm["size"], json!(file.len()));
-    assert!(vm["allocated"].as_u64().unwrap() < file.len(), "sparse: {vm}");
+    assert!(
+        vm["allocated"].as_u64().unwrap() < file.len(),
+        "sparse: {vm}"
+    );
 
     // A backup-* snapshot the file does not record is reported, and left alone.
     let foreign = format!("{POOL}/{second}@backup-foreign");
