@@ -91,6 +91,18 @@ pub fn hint(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
                      not trust: set `rgw-ca-file` (or the bucket's `ca-file`) to that CA's PEM \
                      file, or check the file already set"
                 }
+                TlsError::InvalidCertificate(CertificateError::Other(other))
+                    if matches!(
+                        other.0.downcast_ref::<webpki::Error>(),
+                        Some(webpki::Error::CaUsedAsEndEntity)
+                    ) =>
+                {
+                    "the rgw endpoint presents a CA certificate (basicConstraints CA:TRUE, as \
+                     `openssl req -x509` makes by default) as its own, which is refused even \
+                     when `rgw-ca-file` (or the bucket's `ca-file`) holds it: give radosgw a \
+                     certificate with CA:FALSE and its host in subjectAltName, signed by a CA \
+                     whose certificate that file holds"
+                }
                 TlsError::InvalidCertificate(
                     CertificateError::NotValidForName
                     | CertificateError::NotValidForNameContext { .. },
@@ -221,6 +233,11 @@ mod tests {
             CertificateError::NotValidForName,
         ));
         assert!(hint(&name).unwrap().contains("does not name"));
+        let ca_as_leaf =
+            std::io::Error::other(TlsError::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(std::sync::Arc::new(webpki::Error::CaUsedAsEndEntity)),
+            )));
+        assert!(hint(&ca_as_leaf).unwrap().contains("CA:FALSE"));
         let refused = std::io::Error::other("connection refused");
         assert_eq!(hint(&refused), None);
     }
