@@ -5,6 +5,7 @@
 
 use crate::harness::ceph::{Ceph, unique_name};
 use crate::harness::deltaic::{Deltaic, Ran};
+use crate::harness::tree::contents;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
@@ -948,17 +949,6 @@ fn a_restore_goes_on_past_a_failed_object_and_lists_it() {
         ran.stderr
     );
     assert_eq!(env.keys(&s3, &dest), ["a", "c"], "the others are restored");
-}
-
-/// Every file under `dir` (relative) with its content.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    files(dir)
-        .into_iter()
-        .map(|f| {
-            let data = fs::read(dir.join(&f)).unwrap();
-            (f, data)
-        })
-        .collect()
 }
 
 #[test]

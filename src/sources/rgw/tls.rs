@@ -2,14 +2,16 @@
 //!
 //! The PEM file is read and checked when a bucket's client is built, so that a wrong file is an
 //! error naming the setting and the file, not a panic inside the SDK (which `expect`s every PEM
-//! block it is given to parse). The client is the SDK's own rustls (aws-lc) client with the
-//! file's certificates added to the system roots; like the plain-http client, it does not use
-//! proxies from the environment. A failed handshake is worded by [`hint`], which points at the
+//! block it is given to parse). The client is the SDK's default https client (rustls with aws-lc,
+//! proxies from the environment) with the file's certificates added to the system roots; host
+//! names are still verified. A failed handshake is worded by [`hint`], which points at the
 //! setting, and a refused certificate is not retried ([`NoRetryOnCertificate`]): it would fail
 //! the same way after seconds of back-off.
 
 use super::config::CaFile;
 use anyhow::{Context, anyhow, bail};
+use aws_smithy_http_client::ConnectorBuilder;
+use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
@@ -50,18 +52,31 @@ pub fn read_ca_file(ca: &CaFile) -> anyhow::Result<Vec<u8>> {
     Ok(pem)
 }
 
-/// The SDK's HTTPS client (rustls with aws-lc, as its default client) trusting the system roots
-/// and the certificates of `ca`'s file (see [`read_ca_file`]).
+/// The SDK's default HTTPS client (rustls with aws-lc, proxies from `HTTPS_PROXY` and
+/// `NO_PROXY`) trusting the system roots and the certificates of `ca`'s file (see
+/// [`read_ca_file`]).
 pub fn https_client(ca: &CaFile) -> anyhow::Result<SharedHttpClient> {
     let pem = read_ca_file(ca)?;
     let context = TlsContext::builder()
         .with_trust_store(TrustStore::default().with_pem_certificate(pem))
         .build()
         .with_context(|| format!("building the TLS context for `{}`", ca.key))?;
-    Ok(aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(context)
-        .build_https())
+    // Built as the SDK builds its default https client (aws-smithy-runtime's
+    // `default_https_client`), proxies from the environment included, so that a CA file changes
+    // only which certificates are trusted.
+    Ok(
+        aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, rc| {
+            let mut builder = ConnectorBuilder::default()
+                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+                .tls_context(context.clone());
+            builder.set_connector_settings(settings.cloned());
+            if let Some(rc) = rc {
+                builder.set_sleep_impl(rc.sleep_impl());
+            }
+            builder.set_proxy_config(Some(ProxyConfig::from_env()));
+            builder.build()
+        }),
+    )
 }
 
 /// What to do about a failed TLS handshake somewhere in `err`'s cause chain, or `None` when the
@@ -75,6 +90,18 @@ pub fn hint(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
                     "the TLS certificate of the rgw endpoint is signed by a CA this machine does \
                      not trust: set `rgw-ca-file` (or the bucket's `ca-file`) to that CA's PEM \
                      file, or check the file already set"
+                }
+                TlsError::InvalidCertificate(CertificateError::Other(other))
+                    if matches!(
+                        other.0.downcast_ref::<webpki::Error>(),
+                        Some(webpki::Error::CaUsedAsEndEntity)
+                    ) =>
+                {
+                    "the rgw endpoint presents a CA certificate (basicConstraints CA:TRUE, as \
+                     `openssl req -x509` makes by default) as its own, which is refused even \
+                     when `rgw-ca-file` (or the bucket's `ca-file`) holds it: give radosgw a \
+                     certificate with CA:FALSE and its host in subjectAltName, signed by a CA \
+                     whose certificate that file holds"
                 }
                 TlsError::InvalidCertificate(
                     CertificateError::NotValidForName
@@ -206,6 +233,11 @@ mod tests {
             CertificateError::NotValidForName,
         ));
         assert!(hint(&name).unwrap().contains("does not name"));
+        let ca_as_leaf =
+            std::io::Error::other(TlsError::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(std::sync::Arc::new(webpki::Error::CaUsedAsEndEntity)),
+            )));
+        assert!(hint(&ca_as_leaf).unwrap().contains("CA:FALSE"));
         let refused = std::io::Error::other("connection refused");
         assert_eq!(hint(&refused), None);
     }
