@@ -11,18 +11,18 @@
 //!    fsync, then `pending-snapshot` = N), **apply** the staged diff to the file (only changed
 //!    blocks are written) and fsync it, then **rebase** (`retired-snapshot` = base, `snapshot`
 //!    = N, clear the others, unlink `<file>.pending`). The old base is not removed then but by
-//!    the next run, while that run creates its snapshot (the **retired** snapshot): a
-//!    snapshot's create and remove each wait for a monitor commit, and one commit carries
-//!    both, at the cost of one more snapshot per image between runs (it holds the blocks
-//!    changed in the last interval);
+//!    the next run, while that run exports and applies (the **retired** snapshot): its
+//!    `snap rm`, a monitor commit, overlaps the export instead of following the apply, at the
+//!    cost of one more snapshot per image between runs (it holds the blocks changed in the
+//!    last interval);
 //! 3. without one (first run, or the base was lost): a **full fetch** of a new snapshot into the
 //!    file, compared block by block with what the file already holds; `snapshot` is removed
 //!    first and set last, so an interrupted fetch is never taken for a complete backup.
 //!
 //! In the common case (the file records a base and nothing else: no earlier run to recover)
 //! N is recorded first, then `snap ls` (for the stray report and to confirm the base) runs
-//! while N is created and the retired snapshot removed; if the base turns out to be gone, N is
-//! the snapshot fetched whole.
+//! while N is created, then the retired snapshot is removed beside the export; if the base
+//! turns out to be gone, N is the snapshot fetched whole.
 //! Otherwise `snap ls` comes first, then recovery, then N. So a snapshot is always recorded
 //! before it is created, and the one being created is never reported as a stray.
 //!
@@ -30,7 +30,7 @@
 //! retired snapshot's `snap rm` succeeded and the xattr update did not ("already gone" is
 //! success). `rbd` is only asked to remove snapshots named `backup-*` that this file's xattrs
 //! record. The crash points ([`state::crash_point`]) are, in order: `after-intent`, then
-//! `after-retired-rm` on one side and `after-snap-create`, `after-stage`, `after-pending`,
+//! `after-snap-create`, then `after-retired-rm` on one side and `after-stage`, `after-pending`,
 //! `after-apply` on the other (the concurrent steps, each killed before the other is done),
 //! `after-retire`, `after-rebase`; or `after-base-lost` and `after-full-fetch`.
 
@@ -170,22 +170,6 @@ impl<'a> ImageUnit<'a> {
         let recorded = self.recorded_snapshots()?;
         let snap = snap.as_str();
         std::thread::scope(|scope| {
-            // Removed while the new snapshot is created: a snapshot's create and remove each
-            // wait for a monitor commit, and one commit can carry both (Ceph's default propose
-            // interval is 1 s). Done by the rebase at the latest.
-            let retiring = scope.spawn(|| {
-                // Crash tests of the overlap: this side waits while the other is killed.
-                for step in [
-                    "after-snap-create",
-                    "after-stage",
-                    "after-pending",
-                    "after-apply",
-                ] {
-                    state::hold_for_crash(step);
-                }
-                self.remove_retired()
-            });
-            state::hold_for_crash("after-retired-rm");
             let create = scope.spawn(|| self.rbd.snap_create(self.pool, self.image, snap));
             let listed = self.list_snapshots();
             // A listing error says more (a missing image) than the failed create it implies.
@@ -197,7 +181,18 @@ impl<'a> ImageUnit<'a> {
             crash_point("after-snap-create");
             // `snap` may be listed: it is recorded in `creating-snapshot`, so never a stray.
             self.report_strays(&snaps, &recorded, outcome);
+            // Removed while the new snapshot is exported and applied; not while it is created:
+            // two snapshot changes at once contend for the image's exclusive lock, and on the
+            // CI machine a concurrent `snap create` once died of SIGABRT inside librados.
+            let retiring = scope.spawn(|| {
+                // Crash tests of the overlap: this side waits while the other is killed.
+                for step in ["after-stage", "after-pending", "after-apply"] {
+                    state::hold_for_crash(step);
+                }
+                self.remove_retired()
+            });
             if snaps.iter().any(|s| s.name == base) {
+                state::hold_for_crash("after-retired-rm");
                 self.incremental(base, snap, Some(retiring), outcome)?;
                 Ok(false)
             } else {
