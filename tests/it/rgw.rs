@@ -145,6 +145,20 @@ impl Env {
             .unwrap_or_else(|e| panic!("put {key:?}: {e:?}"));
     }
 
+    /// Sets `key`'s ACL: full control for `owner`, read for `reader`.
+    fn grant_read(&self, s3: &Client, bucket: &str, key: &str, owner: &User, reader: &User) {
+        self.rt
+            .block_on(
+                s3.put_object_acl()
+                    .bucket(bucket)
+                    .key(key)
+                    .grant_full_control(format!("id={}", owner.uid))
+                    .grant_read(format!("id={}", reader.uid))
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("put_object_acl {key:?}: {e:?}"));
+    }
+
     /// A new user (prefix `rgwalice`), her client, and a new bucket of hers named from `prefix`.
     fn alice_bucket(&self, prefix: &str) -> (User, Client, String) {
         let alice = User::create(&self.ceph, "rgwalice");
@@ -331,15 +345,7 @@ fn a_bucket_round_trips_with_metadata_acls_cors_owners_and_multipart() {
             .send(),
     )
     .unwrap();
-    rt.block_on(
-        s3.put_object_acl()
-            .bucket(&bucket)
-            .key("docs/report.txt")
-            .grant_full_control(format!("id={}", alice.uid))
-            .grant_read(format!("id={}", bob.uid))
-            .send(),
-    )
-    .unwrap();
+    env.grant_read(&s3, &bucket, "docs/report.txt", &alice, &bob);
     for key in [
         "a//b",
         "/x",
@@ -477,16 +483,7 @@ fn changes_deletions_and_acl_only_changes_are_mirrored() {
     env.rt
         .block_on(s3.delete_object().bucket(&bucket).key("k/02").send())
         .unwrap();
-    env.rt
-        .block_on(
-            s3.put_object_acl()
-                .bucket(&bucket)
-                .key("k/03")
-                .grant_full_control(format!("id={}", alice.uid))
-                .grant_read(format!("id={}", bob.uid))
-                .send(),
-        )
-        .unwrap();
+    env.grant_read(&s3, &bucket, "k/03", &alice, &bob);
     let ran = deltaic.expect(["rgw", "backup", &bucket], 0);
     assert_eq!(fs::read(dir.join("k_d/01_k")).unwrap(), b"changed");
     assert!(!dir.join("k_d/02_k").exists() && !dir.join("k_d/02_m").exists());
